@@ -1,0 +1,1 @@
+"""JAX/Flax NNX implementation of vocalgenre."""
