@@ -1,0 +1,478 @@
+"""The training recipe: one frozen dataclass both backends read, and the flags generated from it.
+
+API (for the training loops in ``jax_impl/train.py`` and ``torch_ref/train.py``)::
+
+    parser = argparse.ArgumentParser()
+    add_recipe_flags(parser)                    # --model=... --epochs=... one flag per field
+    recipe = recipe_from_args(parser.parse_args(argv))      # validated; raises RecipeError
+    recipe = recipe.resolved("jax", accelerator=True)       # fills every None/"auto" default
+    recipe.lr, recipe.weight_decay, recipe.t0_epochs         # concrete after resolved()
+    recipe.mixup_active(epoch) -> bool                       # Mixup in the first epochs only
+    recipe.mixup_epochs -> int
+    recipe.spec_augment() -> SpecAugmentSpec                  # static config of the masks
+    recipe.to_json() / Recipe.from_json(text) / recipe.to_dict() / Recipe.from_dict(d)
+
+Defaults follow the seed (``shared/seed``) where it speaks: cosine annealing with warm restarts
+whose period defaults to the whole run (the seed's final models used one cosine without restarts),
+SpecAugment time and frequency masks drawn per example inside the batch, Mixup for the first half
+of the epochs then plain cross-entropy, and the best-validation checkpoint kept (the training loops
+always do that). Where the seed is silent the choice is explained beside the field.
+
+``resolved()`` is the one place defaults that depend on other fields are filled, so the resolved
+recipe written to ``recipe.json`` is the complete record of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared_data.errors import UserError
+from shared_data.model_names import MODEL_NAMES
+
+BACKENDS: tuple[str, ...] = ("jax", "torch")
+OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+
+# Per-optimizer defaults (see the ``optimizer`` field for why AdamW is the default).
+_DEFAULT_LR = {"adamw": 1e-3, "sgd": 0.1}  # sgd: per 128 examples, scaled linearly with the batch
+_SGD_REFERENCE_BATCH = 128
+_DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 5e-4}
+
+
+class RecipeError(UserError):
+    """A recipe value that cannot be used; the message names the flag and the allowed values."""
+
+
+@dataclass(frozen=True)
+class SpecAugmentSpec:
+    """Static SpecAugment configuration (hashable, so it can be a static jit argument).
+
+    Widths are drawn uniformly from ``{0, ..., max_*_width}`` per mask and per example, starts
+    uniformly from the positions where the mask fits. ``fill_value`` is written into masked cells;
+    the batch is normalised with the dataset mean/std before augmentation, so 0.0 is the dataset's
+    mean log-mel level: a masked band looks like "average energy", not like silence (a raw 0 dB or
+    the minimum would be an out-of-distribution edge the network could key on). It is one constant
+    for every example, which keeps the masks independent of the batch statistics.
+    """
+
+    num_time_masks: int = 2
+    max_time_width: int = 16
+    num_freq_masks: int = 2
+    max_freq_width: int = 16
+    fill_value: float = 0.0
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every hyper-parameter and run setting of one training run (validated on construction).
+
+    ``None`` means "derived" (see each field); :meth:`resolved` fills them in.
+    """
+
+    # --- what to train on -------------------------------------------------------------------
+    model: str = field(default="resnet18", metadata=_help("model name (one of MODEL_NAMES)"))
+    dataset: str = field(
+        default="synthetic",
+        metadata=_help(
+            "builder config name of the dataset (synthetic, synthetic_small, folder, csv)"
+        ),
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata=_help(
+            "dataset directory; default shared_data.builder.default_data_dir() "
+            "($VOCALGENRE_DATA_DIR or ~/vocalgenre_data)"
+        ),
+    )
+    workdir: str | None = field(
+        default=None,
+        metadata=_help(
+            "run directory (checkpoints, metrics.jsonl, recipe.json, curves); "
+            "default runs/<backend>/<model>/fold<fold>"
+        ),
+    )
+    fold: int = field(default=0, metadata=_help("validation fold k: train on the others"))
+    folds: int = field(
+        default=5, metadata=_help("number of song-grouped folds K the dataset was built with")
+    )
+    seed: int = field(
+        default=0,
+        metadata=_help("seed of every random draw (init, data order, augmentation, shake-shake)"),
+    )
+    # --- how long, how big -------------------------------------------------------------------
+    # 30 epochs: from-scratch CNNs on a few thousand 3-s clips converge within 20-50 epochs under a
+    # single cosine; the CLI demo and tests pass fewer.
+    epochs: int = field(default=30, metadata=_help("number of training epochs"))
+    # 64 (global, summed over devices): the datasets are small (thousands of clips), so a moderate
+    # batch gives many updates per epoch; BN statistics are stable at 64 and AdamW's 1e-3 is the
+    # well-trodden setting for 64-256. On N GPUs pass N x the per-device batch you want.
+    batch_size: int = field(
+        default=64, metadata=_help("global batch size (split evenly over devices/processes)")
+    )
+    precision: str = field(
+        default="auto",
+        metadata=_help("compute precision: auto (bf16 on GPU, fp32 on CPU), bf16 or fp32"),
+    )
+    eval_every: int = field(default=1, metadata=_help("validate every N epochs (and at the end)"))
+    log_every: int = field(default=50, metadata=_help("log training metrics every N steps"))
+    checkpoint_every: int = field(
+        default=0,
+        metadata=_help("also save the latest checkpoint every N steps (0: at epoch ends only)"),
+    )
+    num_workers: int = field(
+        default=0,
+        metadata=_help("data-loading worker processes (0: load in the main process)"),
+    )
+    resume: bool = field(
+        default=True,
+        metadata=_help(
+            "resume from the latest checkpoint in --workdir if there is one; "
+            "--resume=false refuses to reuse a workdir that holds a checkpoint"
+        ),
+    )
+    # --- optimizer ---------------------------------------------------------------------------
+    # AdamW by default: these are CNNs (and one LSTM) trained from scratch on small data in a
+    # few dozen epochs. Adam's per-parameter scaling converges in far fewer steps than SGD early
+    # on and is insensitive to the architecture (the same 1e-3 trains ResNeXt, DenseNet,
+    # shake-shake and the LSTM, where SGD needs a per-model LR and warm-up). Decoupled weight
+    # decay (Loshchilov & Hutter) keeps regularisation independent of the LR schedule. SGD with
+    # Nesterov momentum (the classic CIFAR ResNet recipe) stays available for long runs.
+    optimizer: str = field(
+        default="adamw", metadata=_help("adamw (decoupled decay) or sgd (Nesterov momentum, L2)")
+    )
+    lr: float | None = field(
+        default=None,
+        metadata=_help(
+            "peak learning rate; default adamw 1e-3, sgd 0.1 x batch_size/128 (linear scaling)"
+        ),
+    )
+    weight_decay: float | None = field(
+        default=None,
+        metadata=_help(
+            "weight decay on all parameters; default adamw 0.05 (decoupled, multiplied by the "
+            "scheduled lr), sgd 5e-4 (L2 added to the gradient, torch semantics)"
+        ),
+    )
+    momentum: float = field(default=0.9, metadata=_help("SGD momentum"))
+    nesterov: bool = field(default=True, metadata=_help("SGD: use Nesterov momentum"))
+    adam_b1: float = field(default=0.9, metadata=_help("AdamW beta1"))
+    adam_b2: float = field(default=0.999, metadata=_help("AdamW beta2"))
+    adam_eps: float = field(default=1e-8, metadata=_help("AdamW epsilon (outside the sqrt)"))
+    # --- schedule: cosine annealing with warm restarts (SGDR), stepped per iteration ---------
+    t0_epochs: int | None = field(
+        default=None,
+        metadata=_help(
+            "epochs of the first cosine cycle (T_0); default: the run split into --restarts+1 "
+            "cycles (the whole run when --restarts=0)"
+        ),
+    )
+    t_mult: int = field(
+        default=1, metadata=_help("cycle length factor after each restart (T_mult)")
+    )
+    # 0.0: torch's and the SGDR paper's default; the cosine ends at (almost) zero LR, which is
+    # where the best-validation checkpoint of a single-cycle run usually is.
+    eta_min: float = field(default=0.0, metadata=_help("learning rate floor of every cycle"))
+    restarts: int = field(
+        default=0,
+        metadata=_help(
+            "warm restarts within the run when --t0_epochs is not given (the seed's final "
+            "models used none)"
+        ),
+    )
+    # --- augmentation ------------------------------------------------------------------------
+    # alpha 0.2: Zhang et al. found 0.1-0.4 best at ImageNet scale and larger alphas under-fit in
+    # short schedules; ours is short and Mixup only runs for its first half.
+    mixup_alpha: float = field(
+        default=0.2, metadata=_help("Mixup lambda ~ Beta(alpha, alpha) per batch; 0 disables")
+    )
+    mixup_fraction: float = field(
+        default=0.5,
+        metadata=_help("Mixup in the first floor(fraction x epochs) epochs, then plain CE"),
+    )
+    # 0.0: the seed does not use it, and Mixup already softens the targets in the first half.
+    label_smoothing: float = field(default=0.0, metadata=_help("label smoothing of the targets"))
+    # Two masks of up to 16 of 128 bins/frames per axis (SpecAugment's two-mask policy scaled to
+    # 128x128 clips of 3 s): at most a quarter of either axis is hidden, so a 3-s clip keeps
+    # enough of its vocal line to stay classifiable.
+    num_time_masks: int = field(default=2, metadata=_help("SpecAugment time masks per example"))
+    max_time_width: int = field(
+        default=16, metadata=_help("SpecAugment maximum time-mask width (frames)")
+    )
+    num_freq_masks: int = field(
+        default=2, metadata=_help("SpecAugment frequency masks per example")
+    )
+    max_freq_width: int = field(
+        default=16, metadata=_help("SpecAugment maximum frequency-mask width (mel bins)")
+    )
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # --- derived values ------------------------------------------------------------------------
+    @property
+    def mixup_epochs(self) -> int:
+        """Number of leading epochs trained with Mixup (0 when ``mixup_alpha`` is 0)."""
+        if self.mixup_alpha == 0:
+            return 0
+        return math.floor(self.mixup_fraction * self.epochs)
+
+    def mixup_active(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (0-based) trains with Mixup; afterwards plain cross-entropy."""
+        return epoch < self.mixup_epochs
+
+    def spec_augment(self) -> SpecAugmentSpec:
+        """The static SpecAugment configuration of this recipe."""
+        return SpecAugmentSpec(
+            num_time_masks=self.num_time_masks,
+            max_time_width=self.max_time_width,
+            num_freq_masks=self.num_freq_masks,
+            max_freq_width=self.max_freq_width,
+        )
+
+    def resolved(self, backend: str, *, accelerator: bool | None = None) -> Recipe:
+        """A copy with every derived default filled in.
+
+        Args:
+            backend: ``"jax"`` or ``"torch"`` (names the default workdir).
+            accelerator: whether training runs on a GPU/TPU; resolves ``precision="auto"``
+                (bf16 there, fp32 on the CPU). ``None`` leaves ``auto`` as it is.
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        changes: dict[str, Any] = {}
+        if self.data_dir is None:
+            changes["data_dir"] = default_data_dir()
+        if self.workdir is None:
+            changes["workdir"] = default_workdir(backend, self.model, self.fold)
+        lr = self.lr
+        if lr is None:
+            lr = _DEFAULT_LR[self.optimizer]
+            if self.optimizer == "sgd":
+                lr *= self.batch_size / _SGD_REFERENCE_BATCH
+            changes["lr"] = lr
+        if self.weight_decay is None:
+            changes["weight_decay"] = _DEFAULT_WEIGHT_DECAY[self.optimizer]
+        if self.t0_epochs is None:
+            changes["t0_epochs"] = default_t0_epochs(self.epochs, self.restarts, self.t_mult)
+        if self.precision == "auto" and accelerator is not None:
+            changes["precision"] = "bf16" if accelerator else "fp32"
+        return dataclasses.replace(self, **changes)
+
+    # --- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict, in declaration order."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Recipe:
+        """Build from :meth:`to_dict` output; unknown keys raise :class:`RecipeError`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise RecipeError(f"unknown recipe fields {unknown}; known fields: {sorted(names)}")
+        return cls(**values)
+
+    def to_json(self) -> str:
+        """Indented JSON of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Recipe:
+        """Parse :meth:`to_json` output, or a run's ``recipe.json`` (``{"recipe": {...}, ...}``)."""
+        values = json.loads(text)
+        if "recipe" in values and isinstance(values["recipe"], dict):
+            values = values["recipe"]
+        return cls.from_dict(values)
+
+
+def default_data_dir() -> str:
+    """``shared_data.builder.default_data_dir()`` when the builder exists, else its documented rule.
+
+    Imported lazily: the builder pulls in TFDS, which the recipe's users must not pay for at import.
+    """
+    try:
+        from shared_data.builder import default_data_dir as builder_default
+    except ImportError:
+        return os.environ.get("VOCALGENRE_DATA_DIR") or str(Path.home() / "vocalgenre_data")
+    return str(builder_default())
+
+
+def default_workdir(backend: str, model: str, fold: int) -> str:
+    """``runs/<backend>/<model>/fold<fold>`` (relative to the current directory)."""
+    return str(Path("runs") / backend / model / f"fold{fold}")
+
+
+def default_t0_epochs(epochs: int, restarts: int, t_mult: int) -> int:
+    """The first cycle's length so that ``restarts + 1`` cycles cover ``epochs``.
+
+    Cycles last ``T_0, T_0*m, T_0*m^2, ...``; the sum of ``restarts + 1`` of them is
+    ``T_0 * (m^(r+1) - 1) / (m - 1)`` (``T_0 * (r+1)`` for ``m = 1``). ``T_0`` must be an integer
+    number of epochs (torch's scheduler demands it), so it is rounded up: the run then ends inside
+    its last cycle, never at the peak of an extra one.
+    """
+    cycles = restarts + 1
+    total_units = cycles if t_mult == 1 else (t_mult**cycles - 1) // (t_mult - 1)
+    return max(1, math.ceil(epochs / total_units))
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise RecipeError(message)
+
+
+def _validate(r: Recipe) -> None:
+    _check_types(r)
+    _check(
+        r.model in MODEL_NAMES,
+        f"--model={r.model!r} is not a known model; valid models: {', '.join(MODEL_NAMES)}",
+    )
+    _check(bool(r.dataset), "--dataset must name a builder config (e.g. synthetic)")
+    _check(r.epochs >= 1, f"--epochs must be >= 1 (got {r.epochs})")
+    _check(r.batch_size >= 1, f"--batch_size must be >= 1 (got {r.batch_size})")
+    _check(r.folds >= 2, f"--folds must be >= 2 (got {r.folds})")
+    _check(0 <= r.fold < r.folds, f"--fold must be in [0, --folds={r.folds}) (got {r.fold})")
+    _check(r.seed >= 0, f"--seed must be >= 0 (got {r.seed})")
+    _check(
+        r.precision in PRECISIONS, f"--precision must be one of {PRECISIONS} (got {r.precision!r})"
+    )
+    _check(r.eval_every >= 1, f"--eval_every must be >= 1 (got {r.eval_every})")
+    _check(r.log_every >= 1, f"--log_every must be >= 1 (got {r.log_every})")
+    _check(r.checkpoint_every >= 0, f"--checkpoint_every must be >= 0 (got {r.checkpoint_every})")
+    _check(r.num_workers >= 0, f"--num_workers must be >= 0 (got {r.num_workers})")
+    _check(
+        r.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS} (got {r.optimizer!r})"
+    )
+    _check(r.lr is None or r.lr > 0, f"--lr must be > 0 (got {r.lr})")
+    _check(
+        r.weight_decay is None or r.weight_decay >= 0,
+        f"--weight_decay must be >= 0 (got {r.weight_decay})",
+    )
+    _check(0 <= r.momentum < 1, f"--momentum must be in [0, 1) (got {r.momentum})")
+    _check(0 <= r.adam_b1 < 1, f"--adam_b1 must be in [0, 1) (got {r.adam_b1})")
+    _check(0 <= r.adam_b2 < 1, f"--adam_b2 must be in [0, 1) (got {r.adam_b2})")
+    _check(r.adam_eps > 0, f"--adam_eps must be > 0 (got {r.adam_eps})")
+    _check(r.t0_epochs is None or r.t0_epochs >= 1, f"--t0_epochs must be >= 1 (got {r.t0_epochs})")
+    _check(r.t_mult >= 1, f"--t_mult must be an integer >= 1 (got {r.t_mult})")
+    _check(r.eta_min >= 0, f"--eta_min must be >= 0 (got {r.eta_min})")
+    _check(
+        r.lr is None or r.eta_min < r.lr,
+        f"--eta_min={r.eta_min} must be below --lr={r.lr}",
+    )
+    _check(r.restarts >= 0, f"--restarts must be >= 0 (got {r.restarts})")
+    _check(
+        r.t0_epochs is None
+        or r.restarts == 0
+        or r.t0_epochs == default_t0_epochs(r.epochs, r.restarts, r.t_mult),
+        "--t0_epochs and --restarts both set and they disagree: give one "
+        "(--restarts derives --t0_epochs from --epochs and --t_mult)",
+    )
+    _check(r.mixup_alpha >= 0, f"--mixup_alpha must be >= 0 (got {r.mixup_alpha})")
+    _check(
+        0 <= r.mixup_fraction <= 1, f"--mixup_fraction must be in [0, 1] (got {r.mixup_fraction})"
+    )
+    _check(
+        0 <= r.label_smoothing < 1,
+        f"--label_smoothing must be in [0, 1) (got {r.label_smoothing})",
+    )
+    for name in ("num_time_masks", "max_time_width", "num_freq_masks", "max_freq_width"):
+        value = getattr(r, name)
+        _check(value >= 0, f"--{name} must be >= 0 (got {value})")
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Recipe)
+
+
+def _base_type(annotation: Any) -> tuple[type, bool]:
+    """``(int, True)`` for ``int | None``; ``(int, False)`` for ``int``."""
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        non_none = [a for a in args if a is not type(None)]
+        return non_none[0], True
+    return annotation, False
+
+
+def _check_types(r: Recipe) -> None:
+    for name, annotation in _field_types().items():
+        value = getattr(r, name)
+        base, optional = _base_type(annotation)
+        if value is None:
+            _check(optional, f"--{name} must be set (got None)")
+            continue
+        if base is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(r, name, float(value))  # JSON writes 1.0 as 1; accept it
+            continue
+        ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
+        _check(ok, f"--{name} must be of type {base.__name__} (got {value!r})")
+
+
+# --- flags ------------------------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parser_for(name: str, base: type, optional: bool):
+    def parse(text: str) -> Any:
+        if optional and text.strip().lower() in {"none", ""}:
+            return None
+        if base is bool:
+            lowered = text.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise argparse.ArgumentTypeError(f"--{name} expects true or false, got {text!r}")
+        try:
+            return base(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--{name} expects {base.__name__}, got {text!r}"
+            ) from None
+
+    parse.__name__ = base.__name__  # argparse names the type in its messages
+    return parse
+
+
+def add_recipe_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add one ``--<field>=<value>`` flag per :class:`Recipe` field (types and help from the field).
+
+    Optional fields accept ``none``; booleans accept ``true/false/1/0/yes/no`` and a bare
+    ``--flag`` means true. Defaults are the dataclass defaults (shown in ``--help``).
+    """
+    hints = _field_types()
+    group = parser.add_argument_group("recipe (shared by jax_impl.train and torch_ref.train)")
+    for f in dataclasses.fields(Recipe):
+        base, optional = _base_type(hints[f.name])
+        kwargs: dict[str, Any] = {
+            "type": _parser_for(f.name, base, optional),
+            "default": f.default,
+            "dest": f.name,
+            "help": f"{f.metadata.get('help', '')} (default: {f.default})",
+        }
+        if base is bool:
+            kwargs.update(nargs="?", const=True)
+        group.add_argument(f"--{f.name}", **kwargs)
+    return parser
+
+
+def recipe_from_args(namespace: argparse.Namespace) -> Recipe:
+    """The :class:`Recipe` of parsed flags (extra namespace attributes are ignored)."""
+    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(Recipe)}
+    return Recipe(**values)

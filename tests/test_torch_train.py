@@ -1,0 +1,337 @@
+"""The torch reference training loop on a tiny dataset built by the real builder.
+
+Model ``lstm`` (the cheapest on the CPU, and its time axis is free), on 3 genres x 2 songs x 2 s cut
+into 0.5-s clips of 16 frames (the builder's feature parameters make the input tiny, not the
+architecture), batch 4: an epoch is a few optimizer steps of ~0.1 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shared_data import splits
+from shared_data.builder import VocalMelsConfig, build_dataset, open_dataset
+from shared_data.cli import run_main
+from shared_data.errors import DataError, UserError
+from shared_data.features import FeatureParams
+from shared_data.model_names import MODEL_NAMES
+from shared_data.recipe import Recipe
+from torch_ref import checkpoint as ckpt_lib
+from torch_ref import cv as cv_lib
+from torch_ref import steps as steps_lib
+from torch_ref import train as train_lib
+from torch_ref.data import EpochBatchSampler
+
+CONFIG = VocalMelsConfig(
+    name="tiny_train_test",
+    source="synthetic",
+    songs_per_genre=2,
+    seconds=2.0,
+    genres=("blues", "classical", "metal"),
+    feature_params=FeatureParams(clip_samples=11025, clip_hop=11025, frames=16, min_seconds=0.4),
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    data_dir = tmp_path_factory.mktemp("data")
+    build_dataset(data_dir, CONFIG, progress=False)
+    folds, _ = splits.read_fold_labels(open_dataset(data_dir, CONFIG.name).source("train"))
+    counts = np.bincount(folds, minlength=5)
+    # A validation fold small enough to leave >= 3 full training batches of 4.
+    fold = int(
+        next(k for k in np.argsort(counts) if 2 <= counts[k] and len(folds) - counts[k] >= 12)
+    )
+    return {"data_dir": str(data_dir), "fold": fold, "steps": (len(folds) - counts[fold]) // 4}
+
+
+def recipe(tiny: dict, workdir: Path, **overrides) -> Recipe:
+    values = dict(
+        model="lstm",
+        dataset=CONFIG.name,
+        data_dir=tiny["data_dir"],
+        workdir=str(workdir),
+        fold=tiny["fold"],
+        epochs=2,
+        batch_size=4,
+        seed=3,
+        log_every=1,
+        checkpoint_every=2,
+    )
+    values.update(overrides)
+    return Recipe(**values)
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL: raised from on_step, so nothing after that step is saved."""
+
+
+def run(recipe_: Recipe, kill_at: int | None = None) -> tuple[dict | None, list]:
+    seen: list[tuple[int, int, int, list[int]]] = []
+
+    def on_step(info: train_lib.StepInfo) -> None:
+        seen.append((info.epoch, info.step, info.global_step, info.indices))
+        if kill_at is not None and info.global_step == kill_at:
+            raise Killed
+
+    try:
+        return train_lib.train_and_evaluate(recipe_, on_step=on_step), seen
+    except Killed:
+        return None, seen
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny, tmp_path_factory) -> dict:
+    workdir = tmp_path_factory.mktemp("full")
+    summary, seen = run(recipe(tiny, workdir))
+    return {"workdir": workdir, "summary": summary, "seen": seen}
+
+
+def test_run_directory_outputs(full_run, tiny):
+    workdir = full_run["workdir"]
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1]
+    for r in records:
+        assert 0.0 <= r["val_acc"] <= 1.0 and np.isfinite(r["val_loss"])
+        assert np.isfinite(r["train_loss"]) and r["lr"] > 0
+    assert [r["mixup"] for r in records] == [True, False]  # Mixup for the first half only
+    assert records[-1]["step"] == 2 * tiny["steps"]
+    assert full_run["summary"]["best_val_acc"] == max(r["val_acc"] for r in records)
+
+    info = json.loads((workdir / "recipe.json").read_text())
+    assert info["run"]["backend"] == "torch"
+    assert info["run"]["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert "commit" in info["run"]["git"]
+    resolved = Recipe.from_json((workdir / "recipe.json").read_text())
+    assert resolved.lr == 1e-3 and resolved.t0_epochs == 2 and resolved.precision == "fp32"
+
+    assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    latest = ckpt_lib.Checkpoints(workdir).load_latest()
+    best = ckpt_lib.Checkpoints(workdir).load_best()
+    assert (latest["epoch"], latest["step"], latest["global_step"]) == (2, 0, 2 * tiny["steps"])
+    assert best["best_val_acc"] == full_run["summary"]["best_val_acc"]
+    assert set(latest) >= {"model", "optimizer", "scheduler", "rng", "recipe"}
+
+
+def test_data_order_follows_the_seed_and_epoch(full_run, tiny):
+    seen = full_run["seen"]
+    data = open_dataset(tiny["data_dir"], CONFIG.name).source("train")
+    folds, _ = splits.read_fold_labels(data)
+    train_idx, _ = splits.fold_split(folds, tiny["fold"], 5)
+    for epoch, step, _, indices in seen:
+        order = splits.epoch_order(len(train_idx), 3, epoch)
+        expected = train_idx[splits.batch_indices(order, step, 4)]
+        assert indices == expected.tolist()
+    assert seen[0][3] != seen[tiny["steps"]][3]  # epochs are shuffled differently
+
+
+def test_killed_mid_epoch_resumes_at_the_same_step_and_order(full_run, tiny, tmp_path):
+    r = recipe(tiny, tmp_path, checkpoint_every=1)
+    kill_at = tiny["steps"] + 2  # second step of the second epoch, after the save at step +1
+    _, before = run(r, kill_at=kill_at)
+    latest = ckpt_lib.Checkpoints(tmp_path).load_latest()
+    assert (latest["epoch"], latest["step"], latest["global_step"]) == (1, 1, tiny["steps"] + 1)
+
+    summary, after = run(r)
+    assert [(e, s) for e, s, _, _ in after][0] == (1, 1)  # continues where the checkpoint was
+    uninterrupted = {(e, s): idx for e, s, _, idx in full_run["seen"]}
+    for e, s, _, idx in before + after:
+        assert idx == uninterrupted[(e, s)]
+    assert summary["global_step"] == full_run["summary"]["global_step"]
+
+    # Same model bit for bit, same metrics (timing aside).
+    a = ckpt_lib.Checkpoints(full_run["workdir"]).load_latest()["model"]
+    b = ckpt_lib.Checkpoints(tmp_path).load_latest()["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    def metrics(workdir):
+        lines = (Path(workdir) / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "time_s"} for x in lines]
+
+    assert metrics(tmp_path) == metrics(full_run["workdir"])
+
+
+def test_a_finished_run_is_not_trained_again(full_run, tiny):
+    lines = (full_run["workdir"] / "metrics.jsonl").read_text()
+    summary, seen = run(recipe(tiny, full_run["workdir"]))
+    assert seen == [] and summary["epochs_done"] == 2
+    assert summary["best_val_acc"] == full_run["summary"]["best_val_acc"]
+    assert (full_run["workdir"] / "metrics.jsonl").read_text() == lines
+
+
+def test_resume_refuses_a_different_recipe(full_run, tiny):
+    with pytest.raises(ckpt_lib.CheckpointError, match="--lr"):
+        train_lib.train_and_evaluate(recipe(tiny, full_run["workdir"], lr=0.01))
+
+
+def test_resume_false_refuses_a_workdir_with_a_checkpoint(full_run, tiny):
+    with pytest.raises(train_lib.TrainingError, match="--resume=false"):
+        train_lib.train_and_evaluate(recipe(tiny, full_run["workdir"], resume=False))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+    real = steps_lib.soft_cross_entropy
+    calls = {"n": 0}
+    saved: dict[str, bytes] = {}
+
+    def poisoned(logits, targets):
+        calls["n"] += 1
+        if calls["n"] == tiny["steps"] + 1:  # first step of epoch 2: remember the good checkpoint
+            saved["latest"] = (tmp_path / "checkpoints" / "latest.pt").read_bytes()
+        loss = real(logits, targets)
+        return loss * float("nan") if calls["n"] > tiny["steps"] else loss
+
+    monkeypatch.setattr(steps_lib, "soft_cross_entropy", poisoned)
+    with pytest.raises(train_lib.TrainingError) as err:
+        train_lib.train_and_evaluate(recipe(tiny, tmp_path, checkpoint_every=0, log_every=100))
+    message = str(err.value)
+    assert "NaN" in message and "last good checkpoint" in message and "--lr" in message
+    latest = tmp_path / "checkpoints" / "latest.pt"
+    assert latest.read_bytes() == saved["latest"]
+    state = ckpt_lib.load(latest)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_unknown_model_lists_the_valid_names(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_main(train_lib.main, ["--model=resnet9000"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "resnet9000" in err and all(name in err for name in MODEL_NAMES)
+    assert "Traceback" not in err
+
+
+def test_missing_dataset_says_how_to_build_it(tmp_path):
+    r = Recipe(model="lstm", data_dir=str(tmp_path / "empty"), workdir=str(tmp_path / "run"))
+    with pytest.raises(DataError) as err:
+        train_lib.train_and_evaluate(r)
+    assert "python -m shared_data.build --config=synthetic" in str(err.value)
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "latest.pt"
+    ckpt_lib.save_atomic({"epoch": 1, "w": torch.ones(3)}, path)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(ckpt_lib.CheckpointError) as err:
+        ckpt_lib.save_atomic({"epoch": 2, "w": torch.zeros(3)}, path)
+    assert "No space left" in str(err.value) and "intact" in str(err.value)
+    assert isinstance(err.value, UserError)
+    state = ckpt_lib.load(path)
+    assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]  # no temporary file left
+
+
+def test_cv_trains_every_fold_and_reports_mean_and_std(tiny, tmp_path, capsys):
+    root = tmp_path / "cv"
+    argv = [
+        "--model=lstm",
+        f"--dataset={CONFIG.name}",
+        f"--data_dir={tiny['data_dir']}",
+        f"--workdir={root}",
+        "--epochs=1",
+        "--batch_size=4",
+        "--log_every=100",
+    ]
+    assert cv_lib.main(argv) == 0
+    summary = json.loads((root / "cv.json").read_text())
+    assert [r["fold"] for r in summary["per_fold"]] == [0, 1, 2, 3, 4]
+    accs = []
+    for k in range(5):
+        records = [
+            json.loads(x) for x in (root / f"fold{k}" / "metrics.jsonl").read_text().splitlines()
+        ]
+        assert len(records) == 1
+        accs.append(records[0]["val_acc"])
+        assert json.loads((root / f"fold{k}" / "recipe.json").read_text())["recipe"]["fold"] == k
+    assert summary["best_val_acc_mean"] == pytest.approx(np.mean(accs))
+    assert summary["best_val_acc_std"] == pytest.approx(np.std(accs, ddof=1))
+    out = capsys.readouterr().out
+    assert "+-" in out and str(root / "cv.json") in out
+
+
+def test_cv_mean_and_sample_std():
+    per_fold = [
+        {"fold": k, "best_val_acc": a, "final_val_acc": a - 0.1}
+        for k, a in enumerate((0.5, 0.7, 0.9))
+    ]
+    s = cv_lib.summarize("lstm", per_fold)
+    assert s["best_val_acc_mean"] == pytest.approx(0.7)
+    assert s["best_val_acc_std"] == pytest.approx(0.2)
+    assert s["final_val_acc_mean"] == pytest.approx(0.6)
+    assert cv_lib.mean_std([0.8]) == (0.8, 0.0)
+
+
+def test_epoch_batch_sampler_resumes_mid_epoch_and_shards_by_rank():
+    full = EpochBatchSampler(30, 8, seed=5)
+    full.set_epoch(2)
+    batches = list(full)
+    assert len(batches) == len(full) == 3 and all(len(b) == 8 for b in batches)
+    resumed = EpochBatchSampler(30, 8, seed=5)
+    resumed.set_epoch(2, start_step=1)
+    assert list(resumed) == batches[1:] and len(resumed) == 2
+    ranks = [EpochBatchSampler(30, 8, seed=5, rank=r, world=2) for r in range(2)]
+    for s in ranks:
+        s.set_epoch(2)
+    for step, (a, b) in enumerate(zip(*(list(s) for s in ranks), strict=True)):
+        assert a + b == batches[step]
+
+
+def test_ddp_on_two_processes_matches_one_process(tiny, tmp_path):
+    """torchrun with 2 gloo processes: each reads its half of every global batch and DDP averages
+    the gradients, so without per-rank random draws (Mixup and masks off) and without BatchNorm
+    (lstm) the run equals the single-process one up to float summation order. SGD keeps that
+    difference proportional (Adam would turn a sign flip of a ~0 gradient into a full step)."""
+    flags = [
+        "--model=lstm",
+        f"--dataset={CONFIG.name}",
+        f"--data_dir={tiny['data_dir']}",
+        f"--fold={tiny['fold']}",
+        "--epochs=1",
+        "--batch_size=4",
+        "--optimizer=sgd",
+        "--mixup_alpha=0",
+        "--num_time_masks=0",
+        "--num_freq_masks=0",
+        "--log_every=100",
+    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*cmd, "-m", "torch_ref.train", *flags, f"--workdir={tmp_path / 'ddp'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert train_lib.main([*flags, f"--workdir={tmp_path / 'single'}"]) == 0
+
+    info = json.loads((tmp_path / "ddp" / "recipe.json").read_text())
+    assert info["run"]["world_size"] == 2
+    a = ckpt_lib.Checkpoints(tmp_path / "ddp").load_latest()
+    b = ckpt_lib.Checkpoints(tmp_path / "single").load_latest()
+    assert a["global_step"] == b["global_step"] == tiny["steps"]
+    for k in b["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
+    ma, mb = (json.loads((tmp_path / d / "metrics.jsonl").read_text()) for d in ("ddp", "single"))
+    assert ma["val_acc"] == mb["val_acc"]
+    assert ma["train_loss"] == pytest.approx(mb["train_loss"], rel=1e-5)
+
+
+def test_fold_count_must_match_the_dataset(tiny, tmp_path):
+    with pytest.raises(DataError, match="built with 5 folds but --folds=3; pass --folds=5"):
+        train_lib.train_and_evaluate(recipe(tiny, tmp_path, folds=3, fold=0))

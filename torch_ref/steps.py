@@ -1,0 +1,146 @@
+"""One training step and one evaluation pass of the torch reference, plus the optimizer and RNG.
+
+API::
+
+    optimizer = build_optimizer(model.parameters(), recipe)   # resolved recipe
+    g = step_generator(seed, epoch, step, rank=0)             # augmentation draws of one step
+    seed_model_rng(seed, epoch, step, rank=0)                 # global RNG (shake-shake) of one step
+    seed_init_rng(seed)                                       # before building the model
+    loss, correct = train_step(model, optimizer, x, labels, spec_draws=..., mixup_draws=...,
+                               num_classes=10, label_smoothing=0.0, fill_value=0.0,
+                               autocast_dtype=torch.bfloat16 or None)
+    totals = evaluate(model, loader, device, autocast_dtype)  # {"loss_sum", "correct", "count"}
+
+The step's order is the recipe's (and what ``jax_impl`` mirrors): SpecAugment on the normalised
+batch -> one-hot targets (with label smoothing) -> Mixup of inputs and targets -> forward (bf16
+autocast when asked) -> soft-target cross-entropy in fp32, mean over the batch -> backward ->
+optimizer step. Everything random in a step comes from ``(seed, epoch, step, rank)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from torch_ref import augment
+
+STREAM_AUGMENT = 0
+STREAM_MODEL = 1
+STREAM_INIT = 2
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], recipe: Any) -> torch.optim.Optimizer:
+    """AdamW (decoupled decay) or SGD (Nesterov momentum, L2 decay) with the recipe's values."""
+    if recipe.lr is None or recipe.weight_decay is None:
+        raise ValueError("build_optimizer needs a resolved recipe (call recipe.resolved())")
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(
+            params,
+            lr=recipe.lr,
+            betas=(recipe.adam_b1, recipe.adam_b2),
+            eps=recipe.adam_eps,
+            weight_decay=recipe.weight_decay,
+        )
+    return torch.optim.SGD(
+        params,
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov and recipe.momentum > 0,
+        weight_decay=recipe.weight_decay,
+    )
+
+
+def step_seed(seed: int, epoch: int, step: int, rank: int, stream: int) -> int:
+    """A 63-bit seed that depends on every argument (numpy's SeedSequence hashing)."""
+    words = np.random.SeedSequence([seed, epoch, step, rank, stream]).generate_state(2, np.uint32)
+    return int((int(words[0]) << 31) ^ int(words[1]))
+
+
+def step_generator(seed: int, epoch: int, step: int, rank: int = 0) -> torch.Generator:
+    """The CPU generator of a step's augmentation draws."""
+    return torch.Generator().manual_seed(step_seed(seed, epoch, step, rank, STREAM_AUGMENT))
+
+
+def seed_model_rng(seed: int, epoch: int, step: int, rank: int = 0) -> None:
+    """Seed torch's global RNGs (CPU and CUDA) for a step's in-model randomness (shake-shake)."""
+    torch.manual_seed(step_seed(seed, epoch, step, rank, STREAM_MODEL))
+
+
+def seed_init_rng(seed: int) -> None:
+    """Seed torch's global RNGs for the model's initial weights (the same on every rank)."""
+    torch.manual_seed(step_seed(seed, 0, 0, 0, STREAM_INIT))
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``-sum(targets * log_softmax(logits))``, in fp32 (``[B, C]`` each)."""
+    return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    spec_draws: augment.SpecAugmentDraws | None,
+    mixup_draws: augment.MixupDraws | None,
+    num_classes: int,
+    label_smoothing: float = 0.0,
+    fill_value: float = 0.0,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on ``x`` float32 ``[B, C, H, W]``, ``labels`` int64 ``[B]``.
+
+    Returns:
+        the loss (fp32 scalar, detached) and the number of correct predictions against the
+        un-mixed labels (int64 scalar); both stay on the device (no host sync).
+    """
+    model.train()
+    if spec_draws is not None:
+        x = augment.apply_spec_augment(x, spec_draws, fill_value)
+    targets = augment.one_hot_targets(labels, num_classes, label_smoothing)
+    if mixup_draws is not None:
+        x, targets = augment.apply_mixup(x, targets, mixup_draws)
+    with _autocast(x.device, autocast_dtype):
+        logits = model(x)
+    loss = soft_cross_entropy(logits, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    correct = (logits.detach().argmax(dim=-1) == labels).sum()
+    return loss.detach(), correct
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> dict[str, torch.Tensor]:
+    """Summed cross-entropy, correct count and example count over ``loader`` (tensors on device)."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    count = torch.zeros((), dtype=torch.int64, device=device)
+    for x, labels, _ in loader:
+        x = x.to(device, non_blocking=True, memory_format=memory_format)
+        labels = labels.to(device, non_blocking=True)
+        with _autocast(device, autocast_dtype):
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
+        correct += (logits.argmax(dim=-1) == labels).sum()
+        count += labels.numel()
+    return {"loss_sum": loss_sum, "correct": correct, "count": count}
