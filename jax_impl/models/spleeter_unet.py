@@ -1,0 +1,203 @@
+"""Spleeter's source-separation U-Net (Deezer, 2019) in Flax NNX, NHWC.
+
+Mirrors ``torch_ref/models/spleeter_unet.py`` name for name; attribute paths (``down1.conv``,
+``up3.bn``, ``final``) are the torch state-dict keys, so ``jax_impl.convert.load_torch_state``
+converts the weights by its rule table (conv OIHW -> HWIO, transposed conv IOHW -> flipped HWIO, BN
+running statistics). One network per stem. Input: the magnitude spectrogram of a stereo patch,
+``[B, T, F, 2]`` float32 (T = 512 frames, F = 1024 bins); output: the stem's estimated magnitude,
+same shape (a sigmoid mask times the input).
+
+As in ``spleeter/model/functions/unet.py``: skip connections and the first up-sampling take the
+convolution outputs before batch norm; the sixth down block's batch norm + activation feed nothing;
+TF ``padding="same"`` (asymmetric at stride 2) is computed explicitly by :func:`same_padding`.
+Not a classifier, hence not in the model registry; ``jax_impl/separation.py`` builds it.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jax_impl.models import layers
+
+DOWN_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
+KERNEL = 5
+STRIDE = 2
+BN_EPS = 1e-3  # Keras' default, which Spleeter trained with.
+BN_MOMENTUM = 0.99  # Flax decay; torch momentum 0.01.
+LEAKY_SLOPE = 0.2
+DROPOUT = 0.5
+DROPOUT_BLOCKS = 3  # the first three up blocks
+FINAL_KERNEL = 4
+FINAL_DILATION = 2
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TF ``padding="same"``: ``(before, after)`` padding of one axis of length ``size``.
+
+    The output has ``ceil(size / stride)`` positions; the total padding is split with the odd
+    element *after* (TF's rule, unlike torch's symmetric ``padding=``).
+    """
+    effective = (kernel - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2
+
+
+def transposed_same_crop(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF ``Conv2DTranspose(padding="same")``: ``(before, after)`` crop of the full output.
+
+    A transposed convolution is the gradient of a strided convolution from ``size * stride`` to
+    ``size`` positions; TF crops the full ``(size - 1) * stride + kernel`` output by that forward
+    convolution's "same" padding, giving exactly ``size * stride`` positions.
+    """
+    return same_padding(size * stride, kernel, stride)
+
+
+class DownBlock(nnx.Module):
+    """5x5 stride-2 "same" convolution, then batch norm and LeakyReLU(0.2)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        dtype: layers.Dtype,
+        param_dtype: layers.Dtype,
+        rngs: nnx.Rngs,
+    ):
+        self.conv = layers.conv2d(
+            in_channels,
+            out_channels,
+            KERNEL,
+            stride=STRIDE,
+            bias=True,
+            kernel_init=layers.torch_default_kernel_init,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        self.bn = layers.BatchNorm(
+            out_channels,
+            momentum=BN_MOMENTUM,
+            epsilon=BN_EPS,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``x [B, H, W, C]`` -> (conv output, activated output), each ``[B, ⌈H/2⌉, ⌈W/2⌉, C']``."""
+        pads = [same_padding(x.shape[axis], KERNEL, STRIDE) for axis in (1, 2)]
+        conv = self.conv(jnp.pad(x, ((0, 0), *pads, (0, 0))))
+        return conv, jax.nn.leaky_relu(self.bn(conv), LEAKY_SLOPE)
+
+
+class UpBlock(nnx.Module):
+    """5x5 stride-2 "same" transposed convolution, then ReLU, batch norm and optional dropout."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        dropout: bool,
+        *,
+        dtype: layers.Dtype,
+        param_dtype: layers.Dtype,
+        rngs: nnx.Rngs,
+    ):
+        self.conv = layers.conv_transpose2d(
+            in_channels,
+            out_channels,
+            KERNEL,
+            stride=STRIDE,
+            bias=True,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        self.bn = layers.BatchNorm(
+            out_channels,
+            momentum=BN_MOMENTUM,
+            epsilon=BN_EPS,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        # No RNG stream is stored (it would be state with no torch counterpart); training-mode
+        # calls pass a key instead.
+        self.dropout = nnx.Dropout(DROPOUT) if dropout else None
+
+    def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        """``x [B, H, W, C]`` -> ``[B, 2H, 2W, C']``; ``key`` feeds dropout in training mode."""
+        (top, bottom), (left, right) = (
+            transposed_same_crop(x.shape[axis], KERNEL, STRIDE) for axis in (1, 2)
+        )
+        y = self.conv(x)
+        y = y[:, top : y.shape[1] - bottom, left : y.shape[2] - right, :]
+        y = self.bn(jax.nn.relu(y))
+        if self.dropout is not None and not self.dropout.deterministic:
+            if key is None:
+                raise ValueError("SpleeterUNet in training mode needs key= for dropout")
+            y = self.dropout(y, rngs=nnx.Rngs(dropout=key))
+        return y
+
+
+class SpleeterUNet(nnx.Module):
+    """Spleeter's U-Net for one stem: ``[B, T, F, in_channels]`` magnitudes -> same shape.
+
+    T and F must be divisible by 64 (six halvings), as Spleeter's 512 x 1024 patches are. Starts in
+    training mode like a torch module; call ``.eval()`` for inference.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 2,
+        *,
+        dtype: layers.Dtype = jnp.float32,
+        param_dtype: layers.Dtype = jnp.float32,
+        rngs: nnx.Rngs | None = None,
+    ):
+        rngs = layers.default_rngs(rngs)
+        kw = {"dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
+        ins = (in_channels, *DOWN_CHANNELS[:-1])
+        for i, (cin, cout) in enumerate(zip(ins, DOWN_CHANNELS, strict=True), start=1):
+            setattr(self, f"down{i}", DownBlock(cin, cout, **kw))
+        # Up block i maps the previous output (concatenated with the skip, except for the first)
+        # to the channels of down block 6 - i; the last one to a single channel.
+        up_out = (*DOWN_CHANNELS[-2::-1], 1)
+        up_in = (DOWN_CHANNELS[-1], *(2 * c for c in up_out[:-1]))
+        for i, (cin, cout) in enumerate(zip(up_in, up_out, strict=True), start=1):
+            setattr(self, f"up{i}", UpBlock(cin, cout, i <= DROPOUT_BLOCKS, **kw))
+        pad = FINAL_DILATION * (FINAL_KERNEL - 1) // 2  # "same" with an odd effective kernel (7)
+        self.final = layers.conv2d(
+            1,
+            in_channels,
+            FINAL_KERNEL,
+            dilation=FINAL_DILATION,
+            padding=pad,
+            bias=True,
+            kernel_init=layers.torch_default_kernel_init,
+            **kw,
+        )
+
+    def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        """Estimated stem magnitude ``[B, T, F, C]`` for input magnitudes ``x`` (same shape).
+
+        ``key`` feeds the dropout of the first three up blocks in training mode; ignored in eval.
+        """
+        if x.shape[1] % 64 or x.shape[2] % 64:
+            raise ValueError(f"SpleeterUNet needs T and F divisible by 64, got {tuple(x.shape)}")
+        skips = []
+        h = x
+        for i in range(1, len(DOWN_CHANNELS) + 1):
+            conv, h = getattr(self, f"down{i}")(h)
+            skips.append(conv)
+        keys = [None] * len(DOWN_CHANNELS) if key is None else list(jax.random.split(key, 6))
+        # Spleeter feeds the last convolution output, not its activation, to the decoder.
+        u = self.up1(skips[-1], key=keys[0])
+        for i, skip in enumerate(reversed(skips[:-1]), start=2):
+            u = getattr(self, f"up{i}")(jnp.concatenate([skip, u], axis=-1), key=keys[i - 1])
+        mask = jax.nn.sigmoid(self.final(u))
+        return mask * x

@@ -1,0 +1,129 @@
+"""Spleeter's source-separation U-Net (Deezer, 2019) in PyTorch, NCHW.
+
+One network per stem. Input: the magnitude spectrogram of a stereo patch, ``[B, 2, T, F]`` float32
+(T = 512 STFT frames, F = 1024 bins); output: the stem's estimated magnitude, same shape (a sigmoid
+mask times the input).
+
+The layout follows ``spleeter/model/functions/unet.py`` exactly, including two quirks that matter
+for the pretrained weights: the skip connections and the first up-sampling take the convolution
+outputs *before* batch norm, and the sixth down block's batch norm + activation feed nothing. TF's
+``padding="same"`` pads asymmetrically at stride 2 (more after than before), so the padding of the
+strided convolutions and the cropping of the transposed convolutions are computed explicitly from
+the input size by :func:`same_padding` (``jax_impl/models/spleeter_unet.py`` uses the same rule).
+
+Not a classifier, hence not in the model registry; ``torch_ref/separation.py`` builds it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DOWN_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
+KERNEL = 5
+STRIDE = 2
+BN_EPS = 1e-3  # Keras' default, which Spleeter trained with.
+BN_MOMENTUM = 0.01  # Keras momentum 0.99.
+LEAKY_SLOPE = 0.2
+DROPOUT = 0.5
+DROPOUT_BLOCKS = 3  # the first three up blocks
+FINAL_KERNEL = 4
+FINAL_DILATION = 2
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TF ``padding="same"``: ``(before, after)`` padding of one axis of length ``size``.
+
+    The output has ``ceil(size / stride)`` positions; the total padding is split with the odd
+    element *after* (TF's rule, unlike torch's symmetric ``padding=``).
+    """
+    effective = (kernel - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2
+
+
+def transposed_same_crop(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF ``Conv2DTranspose(padding="same")``: ``(before, after)`` crop of the full output.
+
+    A transposed convolution is the gradient of a strided convolution from ``size * stride`` to
+    ``size`` positions; TF crops the full ``(size - 1) * stride + kernel`` output by that forward
+    convolution's "same" padding, giving exactly ``size * stride`` positions.
+    """
+    return same_padding(size * stride, kernel, stride)
+
+
+class DownBlock(nn.Module):
+    """5x5 stride-2 "same" convolution, then batch norm and LeakyReLU(0.2)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, KERNEL, stride=STRIDE)
+        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, C, H, W]`` -> (conv output, activated output), each ``[B, C', ⌈H/2⌉, ⌈W/2⌉]``."""
+        top, bottom = same_padding(x.shape[2], KERNEL, STRIDE)
+        left, right = same_padding(x.shape[3], KERNEL, STRIDE)
+        conv = self.conv(F.pad(x, (left, right, top, bottom)))
+        return conv, F.leaky_relu(self.bn(conv), LEAKY_SLOPE)
+
+
+class UpBlock(nn.Module):
+    """5x5 stride-2 "same" transposed convolution, then ReLU, batch norm and optional dropout."""
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: bool):
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, KERNEL, stride=STRIDE)
+        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.dropout = nn.Dropout(DROPOUT) if dropout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, C, H, W]`` -> ``[B, C', 2H, 2W]``."""
+        top, bottom = transposed_same_crop(x.shape[2], KERNEL, STRIDE)
+        left, right = transposed_same_crop(x.shape[3], KERNEL, STRIDE)
+        y = self.conv(x)
+        y = y[:, :, top : y.shape[2] - bottom, left : y.shape[3] - right]
+        return self.dropout(self.bn(F.relu(y)))
+
+
+class SpleeterUNet(nn.Module):
+    """Spleeter's U-Net for one stem: ``[B, in_channels, T, F]`` magnitudes -> same shape.
+
+    T and F need not be powers of two; the network restores the input size as long as each is
+    divisible by 64 (six halvings), which Spleeter's 512 x 1024 patches are.
+
+    State-dict keys: ``down{1..6}.{conv,bn}.*``, ``up{1..6}.{conv,bn}.*``, ``final.*``
+    (``shared_data.spleeter_weights`` renames Deezer's checkpoint keys to these).
+    """
+
+    def __init__(self, in_channels: int = 2):
+        super().__init__()
+        ins = (in_channels, *DOWN_CHANNELS[:-1])
+        for i, (cin, cout) in enumerate(zip(ins, DOWN_CHANNELS, strict=True), start=1):
+            self.add_module(f"down{i}", DownBlock(cin, cout))
+        # Up block i maps the previous output (concatenated with the skip, except for the first)
+        # to the channels of down block 6 - i; the last one to a single channel.
+        up_out = (*DOWN_CHANNELS[-2::-1], 1)
+        up_in = (DOWN_CHANNELS[-1], *(2 * c for c in up_out[:-1]))
+        for i, (cin, cout) in enumerate(zip(up_in, up_out, strict=True), start=1):
+            self.add_module(f"up{i}", UpBlock(cin, cout, dropout=i <= DROPOUT_BLOCKS))
+        pad = FINAL_DILATION * (FINAL_KERNEL - 1) // 2  # "same" with an odd effective kernel (7)
+        self.final = nn.Conv2d(1, in_channels, FINAL_KERNEL, dilation=FINAL_DILATION, padding=pad)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Estimated stem magnitude ``[B, C, T, F]`` for input magnitudes ``x`` (same shape)."""
+        if x.shape[2] % 64 or x.shape[3] % 64:
+            raise ValueError(f"SpleeterUNet needs T and F divisible by 64, got {tuple(x.shape)}")
+        skips = []
+        h = x
+        for i in range(1, len(DOWN_CHANNELS) + 1):
+            conv, h = getattr(self, f"down{i}")(h)
+            skips.append(conv)
+        # Spleeter feeds the last convolution output, not its activation, to the decoder.
+        u = self.up1(skips[-1])
+        for i, skip in enumerate(reversed(skips[:-1]), start=2):
+            u = getattr(self, f"up{i}")(torch.cat([skip, u], dim=1))
+        mask = torch.sigmoid(self.final(u))
+        return mask * x
