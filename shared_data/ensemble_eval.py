@@ -1,0 +1,245 @@
+"""Running an ensemble over a dataset split, whichever backend computes each member.
+
+A backend turns each member into a :class:`Predictor` (``jax_impl.ensemble.load_member`` /
+``torch_ref.ensemble.load_member``); everything here works on those and on numpy arrays, so the
+two backends' evaluations are one code path.
+
+API::
+
+    clips = select_clips(dataset, split="train", fold=k)        # which records to evaluate
+    result = run_ensemble(predictors, dataset.source(split), clips.indices)
+    result.member_probs  # float32 [M, N, C];  result.probs  # ensemble [N, C]
+    summary = evaluate_predictions(result, clips, label_names)  # members + ensemble, JSON-able
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from shared_data import ensemble_core as core
+from shared_data.errors import DataError
+from shared_data.members import MemberError, MemberInfo
+
+__all__ = [
+    "CHECKPOINTS",
+    "ROUTES",
+    "EnsembleResult",
+    "Predictor",
+    "SelectedClips",
+    "default_fold",
+    "evaluate_predictions",
+    "normalise",
+    "predict_members",
+    "run_ensemble",
+    "select_clips",
+]
+
+#: How a member trained by the other backend is run: its weights converted into this backend
+#: (``convert``) or its own backend's model (``native``).
+ROUTES: tuple[str, ...] = ("convert", "native")
+#: Which checkpoint of a run: the best-validation one (the seed's choice) or the latest.
+CHECKPOINTS: tuple[str, ...] = ("best", "latest")
+#: Clips per forward pass of a member.
+DEFAULT_BATCH = 64
+# Records read (and predicted) at a time: bounds memory on large splits (256 clips = 16 MB).
+_CHUNK = 256
+ALL_FOLDS = "all"
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """One loaded member.
+
+    Attributes:
+        info: the member's :class:`MemberInfo`.
+        runs_on: the backend computing it (``"jax"`` or ``"torch"``).
+        how: ``"native"``, or ``"converted from <backend>"``.
+    """
+
+    info: MemberInfo
+    runs_on: str
+    how: str
+
+    def logits(self, mels: np.ndarray) -> np.ndarray:
+        """Normalised mels float32 ``[N, n_mels, frames]`` -> logits float32 ``[N, C]``."""
+        ...
+
+
+def normalise(mels: np.ndarray, info: MemberInfo) -> np.ndarray:
+    """``(mel - mean) * (1 / std)`` in float32, exactly as both training pipelines compute it."""
+    mels = np.asarray(mels, dtype=np.float32)
+    return (mels - np.float32(info.mel_mean)) * np.float32(1.0 / info.mel_std)
+
+
+def predict_members(predictors: Sequence[Predictor], mels: np.ndarray) -> np.ndarray:
+    """Every member's clip probabilities for raw (unnormalised) mels ``[N, n_mels, frames]``.
+
+    Returns:
+        float32 ``[M, N, C]`` (softmax of each member's logits, computed in float64).
+    """
+    mels = np.asarray(mels, dtype=np.float32)
+    if mels.ndim != 3:
+        raise ValueError(f"mels must be [N, n_mels, frames], got shape {mels.shape}")
+    return np.stack([core.softmax(p.logits(normalise(mels, p.info))) for p in predictors])
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectedClips:
+    """The records an evaluation reads.
+
+    Attributes:
+        split: dataset split; fold: the held-out fold evaluated, or None for every clip.
+        indices: int64 record positions; labels: int64 ``[N]`` (-1: unlabelled); song_ids:
+        ``N`` strings; clip_index: int64 ``[N]``; folds: int64 ``[N]``, each clip's fold.
+    """
+
+    split: str
+    fold: int | None
+    indices: np.ndarray
+    labels: np.ndarray
+    song_ids: tuple[str, ...]
+    clip_index: np.ndarray
+    folds: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def select_clips(dataset: Any, split: str = "train", fold: int | None = None) -> SelectedClips:
+    """The clips of ``split`` (an ``OpenedDataset``'s) whose fold is ``fold`` (None: all).
+
+    Raises:
+        DataError: no such split, or no clip in that fold.
+    """
+    source = dataset.source(split)
+    indices, labels, songs, clip_index, folds = [], [], [], [], []
+    for i in range(len(source)):
+        record = source[i]
+        if fold is not None and int(record["fold"]) != fold:
+            continue
+        indices.append(i)
+        labels.append(int(record["label"]))
+        songs.append(_text(record["song_id"]))
+        clip_index.append(int(record["clip_index"]))
+        folds.append(int(record["fold"]))
+    if not indices:
+        where = f"fold {fold} of " if fold is not None else ""
+        raise DataError(
+            f"{where}split {split!r} of dataset {dataset.path} holds no clips; choose another "
+            "--fold (or --fold=all)"
+        )
+    return SelectedClips(
+        split=split,
+        fold=fold,
+        indices=np.asarray(indices, np.int64),
+        labels=np.asarray(labels, np.int64),
+        song_ids=tuple(songs),
+        clip_index=np.asarray(clip_index, np.int64),
+        folds=np.asarray(folds, np.int64),
+    )
+
+
+def default_fold(members: Sequence[MemberInfo], flag: str | None) -> int | None:
+    """The fold to evaluate: ``--fold`` if given (``all`` -> None), else the members' shared
+    validation fold (the only clips none of them trained on).
+
+    Raises:
+        MemberError: no ``--fold`` and the members held out different folds.
+    """
+    if flag is not None:
+        if flag == ALL_FOLDS:
+            return None
+        try:
+            return int(flag)
+        except ValueError:
+            raise DataError(f"--fold must be an integer or {ALL_FOLDS!r}, got {flag!r}") from None
+    folds = sorted({m.fold for m in members})
+    if len(folds) == 1:
+        return folds[0]
+    raise MemberError(
+        f"the members held out different folds {folds}, so no fold is unseen by all of them; "
+        f"pass --fold=k (or --fold={ALL_FOLDS}) explicitly"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleResult:
+    """Probabilities of every member and of the ensemble on the selected clips.
+
+    Attributes:
+        member_probs: float32 ``[M, N, C]``; probs: float32 ``[N, C]`` (their mean).
+    """
+
+    member_probs: np.ndarray
+    probs: np.ndarray
+
+
+def run_ensemble(
+    predictors: Sequence[Predictor],
+    source: Sequence[dict[str, Any]],
+    indices: np.ndarray,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> EnsembleResult:
+    """Predict the records ``source[indices]`` with every member, ``_CHUNK`` records at a time."""
+    chunks = []
+    for start in range(0, len(indices), _CHUNK):
+        rows = indices[start : start + _CHUNK]
+        mels = np.stack([np.asarray(source[int(i)]["mel"], np.float32) for i in rows])
+        chunks.append(predict_members(predictors, mels))
+        if progress is not None:
+            progress(min(start + _CHUNK, len(indices)), len(indices))
+    member_probs = np.concatenate(chunks, axis=1)
+    return EnsembleResult(member_probs, core.combine_members(member_probs))
+
+
+def evaluate_predictions(
+    result: EnsembleResult,
+    clips: SelectedClips,
+    members: Sequence[MemberInfo],
+    song_rule: str = "mean_prob",
+) -> dict[str, Any]:
+    """The full report: the ensemble's :func:`~shared_data.ensemble_core.classification_summary`
+    and, per member, its clip and song accuracy (JSON-able)."""
+    label_names = members[0].label_names
+    labeled = clips.labels >= 0
+    if not labeled.all():
+        raise DataError(
+            f"split {clips.split!r} holds unlabelled clips, so it cannot be scored; predict it "
+            "with python -m jax_impl.predict --csv=FILE instead"
+        )
+    summary = core.classification_summary(
+        result.probs, clips.labels, clips.song_ids, label_names, song_rule
+    )
+    per_song = core.song_labels(clips.labels, clips.song_ids)
+    rows = []
+    for info, probs in zip(members, result.member_probs, strict=True):
+        _, song_probs = core.aggregate_songs(probs, clips.song_ids, song_rule)
+        rows.append(
+            {
+                "run_dir": str(info.run_dir),
+                "backend": info.backend,
+                "model": info.model,
+                "fold": info.fold,
+                "clip_accuracy": core.accuracy(probs.argmax(1), clips.labels),
+                "song_accuracy": core.accuracy(song_probs.argmax(1), per_song),
+            }
+        )
+    best = max(r["clip_accuracy"] for r in rows)
+    return {
+        "split": clips.split,
+        "fold": clips.fold,
+        "num_clips": len(clips),
+        "num_songs": int(per_song.size),
+        "members": rows,
+        "ensemble": summary,
+        "ensemble_minus_best_member_clip_accuracy": summary["clip"]["accuracy"] - best,
+    }
