@@ -1,0 +1,260 @@
+"""The jitted train and eval steps, in the functional NNX pattern (DESIGN.md sections 3 and 6).
+
+API::
+
+    model = create_model(name, num_classes, dtype=..., param_dtype=jnp.float32, rngs=nnx.Rngs(seed))
+    graphs, state = split_model(model)          # Graphs(train, eval); state: TrainState dict
+    state["opt_state"] = tx.init(state["params"])
+    step = make_train_step(graphs.train, tx, schedule, cfg, mesh)   # jit, state donated
+    state, metrics = step(state, batch, epoch, step_in_epoch, True)  # True: Mixup this epoch
+    logits = make_eval_step(graphs.eval, mesh)(state, batch)     # [B, C] float32, replicated
+
+The model is split once (``nnx.split``) into a graph definition and a state pytree; the step merges
+them inside ``jax.jit`` (``nnx.merge``), so tracing the Python module happens once per compile and
+the state buffers are donated and updated in place. Training and evaluation use two graph
+definitions over one state: the train/eval mode is static graph data (``nnx.view``).
+
+All random draws of a step (SpecAugment masks, the Mixup weight and permutation, the model's own
+draws such as shake-shake) come from ``fold_in(fold_in(key(seed), epoch), step_in_epoch)``,
+computed on the device from the two traced integers: a resumed run redraws exactly the same.
+
+Data parallelism: the state is replicated and the batch sharded on its leading axis over the
+``"data"`` mesh axis; under ``jax.jit`` the computation is written for the global batch, so XLA
+inserts the gradient all-reduce and BatchNorm's batch statistics span the global batch (the
+result equals a single-device step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jax_impl import augment
+from shared_data.recipe import Recipe, SpecAugmentSpec
+
+TrainState = dict[str, Any]  # {"params", "rest", "opt_state": nnx/optax pytrees, "step": int32}
+
+DATA_AXIS = "data"
+
+
+class Graphs(NamedTuple):
+    """The train-mode and eval-mode graph definitions of one model (same state)."""
+
+    train: Any
+    eval: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Static (hashable) settings of the train step."""
+
+    num_classes: int
+    seed: int
+    spec: SpecAugmentSpec
+    mixup_alpha: float
+    label_smoothing: float = 0.0
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, num_classes: int) -> StepConfig:
+        return cls(
+            num_classes=num_classes,
+            seed=recipe.seed,
+            spec=recipe.spec_augment(),
+            mixup_alpha=recipe.mixup_alpha,
+            label_smoothing=recipe.label_smoothing,
+        )
+
+
+class StepDraws(NamedTuple):
+    """Every random draw of one step (a pytree, so parity tests can inject them)."""
+
+    spec: augment.SpecAugmentDraws
+    mixup: augment.MixupDraws
+    model_key: jax.Array
+
+
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A 1-D ``"data"`` mesh over ``devices`` (default: every device of every process)."""
+    return Mesh(np.asarray(devices if devices is not None else jax.devices()), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def split_model(model: nnx.Module) -> tuple[Graphs, TrainState]:
+    """Split a (train-mode) model into its two graph definitions and the state pytree.
+
+    Returns ``(Graphs, {"params": nnx.State, "rest": nnx.State (BatchNorm statistics, ...),
+    "step": int32 0})``; the caller adds ``"opt_state"``.
+    """
+    model.train()
+    train_graph, params, rest = nnx.split(model, nnx.Param, ...)
+    eval_view = nnx.view(
+        model, use_running_average=True, deterministic=True, raise_if_not_found=False
+    )
+    eval_graph, _, _ = nnx.split(eval_view, nnx.Param, ...)
+    state = {"params": params, "rest": rest, "step": jnp.zeros((), jnp.int32)}
+    return Graphs(train_graph, eval_graph), state
+
+
+def make_optimizer(recipe: Recipe, schedule: optax.Schedule) -> optax.GradientTransformation:
+    """The optimizer of a resolved recipe, with torch's semantics (``torch_ref.train`` mirrors it).
+
+    ``adamw``: ``torch.optim.AdamW`` (decay ``lr * wd * p`` decoupled from the Adam step, eps
+    outside the square root, bias correction). ``sgd``: ``torch.optim.SGD`` with L2 weight decay
+    added to the gradient before (Nesterov) momentum; the first step's momentum buffer is the
+    gradient, as in torch.
+    """
+    if recipe.optimizer == "adamw":
+        return optax.adamw(
+            learning_rate=schedule,
+            b1=recipe.adam_b1,
+            b2=recipe.adam_b2,
+            eps=recipe.adam_eps,
+            weight_decay=recipe.weight_decay,
+        )
+    return optax.chain(
+        optax.add_decayed_weights(recipe.weight_decay),
+        optax.sgd(learning_rate=schedule, momentum=recipe.momentum, nesterov=recipe.nesterov),
+    )
+
+
+def step_key(seed: int, epoch: jax.Array, step_in_epoch: jax.Array) -> jax.Array:
+    """``fold_in(fold_in(key(seed), epoch), step_in_epoch)``: the key of one train step."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), epoch), step_in_epoch)
+
+
+def draw_step(key: jax.Array, cfg: StepConfig, batch_shape: tuple[int, ...]) -> StepDraws:
+    """Every draw of a step for an NHWC batch of ``batch_shape`` ``[B, H (mel), W (time), C]``."""
+    b, h, w = batch_shape[:3]
+    spec_key, mixup_key, model_key = jax.random.split(key, 3)
+    spec = augment.draw_spec_augment(spec_key, cfg.spec, b, n_freq=h, n_time=w)
+    if cfg.mixup_alpha > 0:
+        mix = augment.draw_mixup(mixup_key, cfg.mixup_alpha, b)
+    else:
+        mix = augment.MixupDraws(jnp.ones((), jnp.float32), jnp.arange(b, dtype=jnp.int32))
+    return StepDraws(spec, mix, model_key)
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    draws: StepDraws,
+    *,
+    graphdef: Any,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    cfg: StepConfig,
+    mixup: bool,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step on ``batch`` (``mel`` float32 ``[B, H, W, C]``, ``label`` int ``[B]``).
+
+    SpecAugment always, then Mixup when ``mixup`` (else plain cross-entropy on the, possibly
+    smoothed, one-hot targets). Returns the new state and device-side metrics: ``loss`` (mean soft
+    cross-entropy, float32), ``correct`` (argmax == the un-mixed label, int32 count), ``count``
+    and ``lr`` (the learning rate this step used).
+    """
+    x = augment.apply_spec_augment(batch["mel"], draws.spec, cfg.spec.fill_value)
+    labels = batch["label"]
+    targets = augment.one_hot_targets(labels, cfg.num_classes, cfg.label_smoothing)
+    if mixup:
+        x, targets = augment.apply_mixup(x, targets, draws.mixup)
+
+    def loss_fn(params, rest):
+        # copy=True: fresh Variables at this trace level, which BatchNorm may then update.
+        model = nnx.merge(graphdef, params, rest, copy=True)
+        logits = model(x, key=draws.model_key).astype(jnp.float32)
+        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        _, _, new_rest = nnx.split(model, nnx.Param, ...)
+        return loss, (logits, new_rest)
+
+    (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"], state["rest"]
+    )
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = {
+        "loss": loss,
+        "correct": jnp.sum(jnp.argmax(logits, axis=-1) == labels).astype(jnp.int32),
+        "count": jnp.asarray(labels.shape[0], jnp.int32),
+        "lr": jnp.asarray(schedule(state["step"]), jnp.float32),
+    }
+    new_state = {"params": params, "rest": rest, "opt_state": opt_state, "step": state["step"] + 1}
+    return new_state, metrics
+
+
+def make_train_step(
+    graphdef: Any,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    cfg: StepConfig,
+    mesh: Mesh,
+):
+    """The jitted step ``(state, batch, epoch, step_in_epoch, mixup) -> (state, metrics)``.
+
+    ``state`` is donated; ``epoch`` and ``step_in_epoch`` are int32 scalars (traced, so every step
+    reuses one compilation per value of the static bool ``mixup``).
+    """
+
+    def step(state, batch, epoch, step_in_epoch, mixup: bool):
+        draws = draw_step(step_key(cfg.seed, epoch, step_in_epoch), cfg, batch["mel"].shape)
+        return train_step(
+            state, batch, draws, graphdef=graphdef, tx=tx, schedule=schedule, cfg=cfg, mixup=mixup
+        )
+
+    rep = replicated(mesh)
+    return jax.jit(
+        step,
+        donate_argnums=(0,),
+        static_argnums=(4,),
+        in_shardings=(rep, batch_sharded(mesh), rep, rep),
+        out_shardings=(rep, rep),
+    )
+
+
+def make_injected_train_step(
+    graphdef: Any, tx: optax.GradientTransformation, schedule: optax.Schedule, cfg: StepConfig
+):
+    """``(state, batch, draws, mixup) -> (state, metrics)`` with the draws passed in (parity)."""
+
+    def step(state, batch, draws, mixup: bool):
+        return train_step(
+            state, batch, draws, graphdef=graphdef, tx=tx, schedule=schedule, cfg=cfg, mixup=mixup
+        )
+
+    return jax.jit(step, static_argnums=(3,))
+
+
+def make_eval_step(graphdef: Any, mesh: Mesh):
+    """The jitted ``(state, batch) -> logits`` float32 ``[B, C]`` in eval mode, replicated.
+
+    Replicated output: every process can read all logits (song-level voting needs them).
+    """
+
+    def step(state, batch):
+        model = nnx.merge(graphdef, state["params"], state["rest"], copy=True)
+        return model(batch["mel"]).astype(jnp.float32)
+
+    rep = replicated(mesh)
+    return jax.jit(step, in_shardings=(rep, batch_sharded(mesh)), out_shardings=rep)
+
+
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+    """bool scalar: every floating leaf of ``tree`` is finite (no NaN/inf)."""
+    leaves = [
+        x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+    ]
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
