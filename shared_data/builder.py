@@ -69,8 +69,8 @@ from shared_data.separation import get_separator, require_stem, select_stem
 
 NAME = "vocal_mels"
 DATASET_VERSION = "1.0.0"
-# The Spleeter issue flips these two to ("spleeter", "vocals").
-DEFAULT_SEPARATOR, DEFAULT_STEM = "none", "mix"
+# The seed's pipeline: Spleeter 2-stem separation, then the vocal stem is featurised.
+DEFAULT_SEPARATOR, DEFAULT_STEM = "spleeter", "vocals"
 UNLABELLED = -1
 REPORT_NAME = "build_report.json"
 SEPARATION_SR = 44100

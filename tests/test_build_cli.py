@@ -29,7 +29,10 @@ def _run_in_process(argv: list[str], capsys) -> tuple[int, str, str]:
         (["--config=folder"], "config 'folder' needs audio: pass --input=PATH"),
         (["--config=synthetic", "--input={tmp}"], "--input is not used by the synthetic config"),
         (["--config=synthetic", "--folds=1"], "--folds must be an integer >= 2"),
-        (["--config=synthetic", "--stem=vocals"], "separator 'none' produces only the mix"),
+        (
+            ["--config=synthetic", "--separator=none", "--stem=vocals"],
+            "separator 'none' produces only the mix",
+        ),
         (["--config=synthetic", "--separator=nosuch"], "unknown separator 'nosuch'"),
     ],
 )
@@ -46,7 +49,7 @@ def test_folder_build_prints_summary_report_and_gallery(tmp_path: Path) -> None:
     make_gtzan_tree(tmp_path / "in")
     data, png = tmp_path / "data", tmp_path / "out" / "gallery.png"
     cmd = [sys.executable, "-m", "shared_data.build", "--config=folder", f"--input={tmp_path}/in"]
-    cmd += [f"--data_dir={data}", f"--gallery={png}", "--folds=4"]
+    cmd += [f"--data_dir={data}", f"--gallery={png}", "--folds=4", "--separator=none", "--stem=mix"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -69,7 +72,13 @@ def test_folder_build_prints_summary_report_and_gallery(tmp_path: Path) -> None:
 
 def test_strict_build_fails_with_exit_2_listing_files(tmp_path: Path, capsys) -> None:
     make_gtzan_tree(tmp_path / "in")
-    argv = ["--config=folder", f"--input={tmp_path}/in", f"--data_dir={tmp_path}/data"]
+    argv = [
+        "--config=folder",
+        f"--input={tmp_path}/in",
+        f"--data_dir={tmp_path}/data",
+        "--separator=none",
+        "--stem=mix",
+    ]
     code, _, err = _run_in_process(argv + ["--strict", "--no_progress"], capsys)
     assert code == 2
     assert "--strict: 3 of 7 input files were rejected" in err

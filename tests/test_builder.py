@@ -47,7 +47,7 @@ def _tiny() -> VocalMelsConfig:
 
 
 def _quiet(**kw):
-    return {"progress": False, **kw}
+    return {"progress": False, "separator": "none", "stem": "mix", **kw}
 
 
 # ---------------------------------------------------------------- synthetic_small, in a subprocess
@@ -56,7 +56,7 @@ ROUND_TRIP = textwrap.dedent(
     """
     import json, sys
     from shared_data.builder import build_dataset, open_dataset
-    b = build_dataset(sys.argv[1], "synthetic_small", progress=False)
+    b = build_dataset(sys.argv[1], "synthetic_small", progress=False, separator="none", stem="mix")
     ds = open_dataset(sys.argv[1], "synthetic_small")
     src = ds.source("train")
     shapes = sorted({(str(r["mel"].dtype),) + tuple(r["mel"].shape) for r in src})
@@ -171,7 +171,7 @@ KILL_AFTER_TWO_SONGS = textwrap.dedent(
     B.VocalMels._featurise = featurise
     cfg = B.VocalMelsConfig(name="synthetic_tiny", source="synthetic", songs_per_genre=2,
                             seconds=4.0, genres=tuple(GENRES[:2]))
-    B.build_dataset(sys.argv[1], cfg, progress=False)
+    B.build_dataset(sys.argv[1], cfg, progress=False, separator="none", stem="mix")
     """
 )
 

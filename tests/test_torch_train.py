@@ -43,7 +43,7 @@ CONFIG = VocalMelsConfig(
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict:
     data_dir = tmp_path_factory.mktemp("data")
-    build_dataset(data_dir, CONFIG, progress=False)
+    build_dataset(data_dir, CONFIG, progress=False, separator="none", stem="mix")
     folds, _ = splits.read_fold_labels(open_dataset(data_dir, CONFIG.name).source("train"))
     counts = np.bincount(folds, minlength=5)
     # A validation fold small enough to leave >= 3 full training batches of 4.
