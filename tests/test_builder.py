@@ -312,23 +312,24 @@ def half_separator(monkeypatch):
 
 def test_rebuild_with_other_settings_is_refused(tmp_path: Path, half_separator: str) -> None:
     make_gtzan_tree(tmp_path / "in")
-    kw = dict(input=tmp_path / "in", **_quiet())
-    first = build_dataset(tmp_path / "data", "folder", **kw)
+    kw = dict(input=tmp_path / "in", progress=False)
+    plain = dict(separator="none", stem="mix")
+    first = build_dataset(tmp_path / "data", "folder", **plain, **kw)
     assert not first.reused_existing
-    again = build_dataset(tmp_path / "data", "folder", **kw)
+    again = build_dataset(tmp_path / "data", "folder", **plain, **kw)
     assert again.reused_existing  # same settings and inputs: nothing recomputed
 
     with pytest.raises(DataError, match=r"different settings .*stem: built 'mix', asked 'vocals'"):
         build_dataset(tmp_path / "data", "folder", separator="half", stem="vocals", **kw)
     with pytest.raises(DataError, match=r"folds: built 5, asked 3.*--overwrite"):
-        build_dataset(tmp_path / "data", "folder", folds=3, **kw)
+        build_dataset(tmp_path / "data", "folder", folds=3, **plain, **kw)
 
     mix = read_records(open_dataset(tmp_path / "data", "folder"))
     write_wav(tmp_path / "in" / "rock" / "new.wav", tone(150, 4), TONE_SR)
     with pytest.raises(
         DataError, match=r"input files .* changed: 1 added \(e\.g\. rock/new\.wav\)"
     ):
-        build_dataset(tmp_path / "data", "folder", **kw)
+        build_dataset(tmp_path / "data", "folder", **plain, **kw)
 
     vocals = build_dataset(
         tmp_path / "data", "folder", separator="half", stem="vocals", overwrite=True, **kw
