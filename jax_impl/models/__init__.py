@@ -1,0 +1,17 @@
+"""Flax NNX model zoo. ``create_model(name, num_classes, in_chans=1)`` builds any registered model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Importing the family modules registers their models.
+from jax_impl.models import attention, densenet, lstm, resnet, shake_shake  # noqa: F401
+from jax_impl.models.registry import ModelError, available_models, get_factory, register_model
+
+
+def create_model(name: str, num_classes: int, in_chans: int = 1, **kwargs: Any) -> Any:
+    """Build the NNX model ``name`` (input NHWC ``[B, H, W, in_chans]``, output logits ``[B, C]``)."""
+    return get_factory(name)(num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+__all__ = ["ModelError", "available_models", "create_model", "register_model"]

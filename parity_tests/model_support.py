@@ -1,0 +1,28 @@
+"""What the model tests share (``tests/test_models.py``, ``parity_tests/test_models.py``): small
+inputs per model and the XLA options that keep compiling full-size models affordable on a CPU.
+
+Every model accepts any spatial size >= 32, except that the LSTM reads the 128 mel bins as its
+feature axis (H = 128 is architectural); its time axis may be short.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# For `jax.jit(..., compiler_options=FAST_CPU_COMPILE)` in tests: XLA:CPU's newer fusion
+# emitters cost more compile time than they save at test sizes. DenseNet-201 forward + backward
+# (2 cores): 64 CPU-s to compile by default, 42 without them; the run time is unchanged.
+# Not `xla_backend_optimization_level=0` (22 CPU-s): it made ResNeXt-50's fp32 gradients 2% wrong.
+FAST_CPU_COMPILE: dict[str, object] = {"xla_cpu_use_fusion_emitters": False}
+
+
+def small_input_hw(name: str) -> tuple[int, int]:
+    """``(H, W)`` of the smallest input the tests feed model ``name``."""
+    return (128, 32) if name == "lstm" else (32, 32)
+
+
+def small_batch(name: str, batch: int, in_chans: int = 1, *, seed: int = 0) -> np.ndarray:
+    """A standard-normal NCHW batch ``[batch, in_chans, H, W]`` float32 for model ``name``."""
+    h, w = small_input_hw(name)
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((batch, in_chans, h, w)).astype(np.float32)

@@ -1,0 +1,123 @@
+"""The model zoo on its own: registries, parameter counts, bf16 training steps, input checks."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+from flax import nnx
+from jax import lax
+
+import jax_impl.models as jax_models
+import torch_ref.models as torch_models
+from jax_impl.models.layers import grouped_conv_general_dilated
+from parity_tests.model_support import small_batch, small_input_hw
+from shared_data.errors import UserError
+from shared_data.model_names import MODEL_NAMES
+
+NUM_CLASSES = 5
+
+BACKENDS = pytest.mark.parametrize("zoo", [jax_models, torch_models], ids=["jax", "torch"])
+
+
+@BACKENDS
+def test_registry_holds_exactly_the_model_names(zoo) -> None:
+    assert zoo.available_models() == tuple(sorted(MODEL_NAMES))
+
+
+@BACKENDS
+def test_duplicate_registration_raises(zoo) -> None:
+    with pytest.raises(zoo.ModelError, match="resnet18.*registered twice"):
+        zoo.register_model("resnet18")(lambda num_classes, in_chans=1: None)
+    assert zoo.available_models() == tuple(sorted(MODEL_NAMES))
+
+
+@BACKENDS
+def test_unknown_name_lists_the_valid_ones(zoo) -> None:
+    with pytest.raises(zoo.ModelError) as info:
+        zoo.create_model("resnet19", NUM_CLASSES)
+    assert isinstance(info.value, UserError)
+    assert "resnet19" in str(info.value)
+    for name in MODEL_NAMES:
+        assert name in str(info.value)
+
+
+def _jax_param_count(model: nnx.Module) -> int:
+    return sum(int(np.prod(v.shape)) for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_parameter_counts_match_across_backends(name: str) -> None:
+    abstract = nnx.eval_shape(lambda: jax_models.create_model(name, NUM_CLASSES, in_chans=2))
+    torch_model = torch_models.create_model(name, NUM_CLASSES, in_chans=2)
+    torch_count = sum(p.numel() for p in torch_model.parameters())
+    assert _jax_param_count(abstract) == torch_count
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_jitted_bf16_training_step_is_finite(name: str) -> None:
+    """fp32 parameters and BN statistics, bf16 activations: logits are bf16, gradients fp32."""
+    model = jax_models.create_model(name, NUM_CLASSES, dtype=jnp.bfloat16)
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    x = jnp.asarray(small_batch(name, 2).transpose(0, 2, 3, 1))
+    y = jnp.array([0, 1])
+
+    @jax.jit
+    def step(params: nnx.State, rest: nnx.State, key: jax.Array):
+        def loss_fn(params: nnx.State, rest: nnx.State):
+            m = nnx.merge(graphdef, params, rest, copy=True)
+            logits = m(x, key=key)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)
+            return loss.mean(), (logits, nnx.state(m, ...))
+
+        return jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
+
+    (loss, (logits, new_state)), grads = step(params, rest, jax.random.key(0))
+    assert logits.dtype == jnp.bfloat16 and logits.shape == (2, NUM_CLASSES)
+    assert np.isfinite(float(loss))
+    assert np.all(np.isfinite(np.asarray(logits, np.float32)))
+    grad_leaves = jax.tree.leaves(grads)
+    assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g))) for g in grad_leaves)
+    assert any(bool(jnp.any(g != 0)) for g in grad_leaves)
+    for path, v in nnx.to_flat_state(nnx.state(new_state, nnx.BatchStat)):
+        assert v.get_value().dtype == jnp.float32, path
+        assert bool(jnp.all(jnp.isfinite(v.get_value()))), path
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_wrong_input_shape_names_the_expected_shape(name: str) -> None:
+    h, w = small_input_hw(name)
+    jax_model = nnx.eval_shape(lambda: jax_models.create_model(name, NUM_CLASSES))
+    for bad in [(2, h, w), (2, h, w, 3)]:
+        with pytest.raises(jax_models.ModelError, match=r"\[B, H, W, 1\]"):
+            jax.eval_shape(jax_model, jax.ShapeDtypeStruct(bad, jnp.float32))
+    torch_model = torch_models.create_model(name, NUM_CLASSES)
+    for bad in [(2, h, w), (2, 3, h, w)]:
+        with pytest.raises(torch_models.ModelError, match=r"\[B, 1, H, W\]"):
+            torch_model(torch.zeros(bad))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_grouped_conv_kernel_gradient_matches_xla(stride: int) -> None:
+    """The CPU patch-based kernel gradient equals XLA's own grouped-conv gradient."""
+    kx, kk = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (2, 9, 8, 8))
+    k = jax.random.normal(kk, (3, 3, 2, 12))
+    kw = dict(
+        window_strides=(stride, stride),
+        padding=((1, 1), (1, 1)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=4,
+    )
+
+    def loss(conv):
+        return lambda x, k: jnp.sum(jnp.sin(conv(x, k, **kw)))
+
+    want = jax.grad(loss(lax.conv_general_dilated), (0, 1))(x, k)
+    got = jax.grad(loss(grouped_conv_general_dilated), (0, 1))(x, k)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
