@@ -14,8 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(STAMP)
 
+DEMO_DATA := data
+DEMO_RUN := runs/demo/lstm
+
+# Build the synthetic corpus (Spleeter-separated vocals), train one JAX model on the CPU, evaluate it.
 demo: venv
-	$(BIN)/python -m shared_data.demo
+	$(BIN)/python -m shared_data.build --config=synthetic --data_dir=$(DEMO_DATA) \
+		--gallery=$(DEMO_DATA)/gallery.png
+	$(BIN)/python -m jax_impl.train --model=lstm --dataset=synthetic --data_dir=$(DEMO_DATA) \
+		--workdir=$(DEMO_RUN) --epochs=12 --batch_size=32 --log_every=5
+	$(BIN)/python -m jax_impl.evaluate --members=$(DEMO_RUN) --data_dir=$(DEMO_DATA) \
+		--dataset=synthetic --out=$(DEMO_RUN)/eval
 
 test: venv
 	$(BIN)/python -m pytest -q
