@@ -1,0 +1,118 @@
+"""What a benchmark figure needs to be read: the device, the load, versions, peak memory.
+
+API::
+
+    env = environment(command)     # {"device": {...}, "versions": {...}, "load": {...}, ...}
+    rss = host_peak_rss_bytes()    # this process's peak resident set so far (Linux)
+
+Peak memory kinds (the ``peak_mem_kind`` of a result):
+
+- ``"device_peak_bytes_in_use"``: JAX on an accelerator, ``memory_stats()['peak_bytes_in_use']``.
+- ``"cuda_max_memory_allocated"``: torch on CUDA, ``torch.cuda.max_memory_allocated()``
+  (the caching allocator's live tensors; cached-but-free blocks are not counted).
+- ``"host_peak_rss_delta"``: on the CPU, the growth of the process's peak resident set size
+  (``ru_maxrss``) from just before the model is built to the end of the run. Every combination
+  runs in a fresh process, so earlier runs do not hide its peak; the figure includes the
+  framework's own allocations (XLA's compiler, torch's caches), so it bounds the step's memory
+  from above.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+from typing import Any
+
+PEAK_MEM_KINDS: tuple[str, ...] = (
+    "device_peak_bytes_in_use",
+    "cuda_max_memory_allocated",
+    "host_peak_rss_delta",
+)
+
+
+def host_peak_rss_bytes() -> int:
+    """``ru_maxrss`` of this process in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def load_average() -> dict[str, float] | None:
+    """The 1/5/15-minute load averages (other work on the machine skews CPU figures)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return None
+    return {"1m": one, "5m": five, "15m": fifteen}
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version from ``nvidia-smi``, or None where there is none."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.strip().splitlines()[0] if out.strip() else None
+
+
+def accelerator_name() -> str | None:
+    """The first accelerator's name as JAX reports it (``device_kind``), None on a CPU-only host."""
+    import jax
+
+    device = jax.devices()[0]
+    return None if device.platform == "cpu" else str(device.device_kind)
+
+
+def environment(command: str) -> dict[str, Any]:
+    """The record's header: ``device``, ``versions``, ``command``, ``date`` and ``load``.
+
+    Built on ``benchmarks.preprocess.environment`` (CPU model, versions, date), adding the
+    accelerator, its driver, CUDA and the machine's load average.
+    """
+    from benchmarks.preprocess import environment as base_environment
+
+    base = base_environment()
+    import torch
+
+    accelerator = accelerator_name()
+    device = {
+        "kind": "gpu" if accelerator else "cpu",
+        "name": accelerator or base["cpu"],
+        "cpu": base["cpu"],
+        "cpu_count": base["cpu_count"],
+        "torch_threads": base["torch_threads"],
+        "jax_devices": base["jax_devices"],
+        "torch_cuda": base["torch_cuda"],
+        "driver": nvidia_driver(),
+        "torch_cuda_build": torch.version.cuda,
+    }
+    versions = {
+        "python": base["python"],
+        **base["versions"],
+        "torchvision": _version("torchvision"),
+    }
+    versions.update({"optax": _version("optax"), "torch_git": torch.version.git_version})
+    return {
+        "device": device,
+        "versions": versions,
+        "command": command,
+        "date": base["date"],
+        "load": load_average(),
+    }
+
+
+def _version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
