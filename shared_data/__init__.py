@@ -1,1 +1,1 @@
-"""Shared data pipeline: audio decoding, separation, features, folds and the TFDS dataset builder."""
+"""Shared data pipeline: audio, separation, features, folds and the TFDS dataset builder."""

@@ -1,4 +1,4 @@
-"""Flax NNX model zoo. ``create_model(name, num_classes, in_chans=1)`` builds any registered model."""
+"""Flax NNX model zoo: ``create_model(name, num_classes, in_chans=1)`` builds any model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from jax_impl.models.registry import ModelError, available_models, get_factory, 
 
 
 def create_model(name: str, num_classes: int, in_chans: int = 1, **kwargs: Any) -> Any:
-    """Build the NNX model ``name`` (input NHWC ``[B, H, W, in_chans]``, output logits ``[B, C]``)."""
+    """Build NNX model ``name``: input NHWC ``[B, H, W, in_chans]``, output logits ``[B, C]``."""
     return get_factory(name)(num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 

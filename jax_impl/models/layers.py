@@ -346,13 +346,13 @@ class BatchNorm(nnx.BatchNorm):
         n = x.size // x.shape[-1]
         m = self.momentum
         self.mean.set_value(
-            lax.stop_gradient((m * self.mean.get_value() + (1.0 - m) * mean)).astype(
+            lax.stop_gradient(m * self.mean.get_value() + (1.0 - m) * mean).astype(
                 self.param_dtype
             )
         )
         unbiased = var * (n / max(n - 1, 1))
         self.var.set_value(
-            lax.stop_gradient((m * self.var.get_value() + (1.0 - m) * unbiased)).astype(
+            lax.stop_gradient(m * self.var.get_value() + (1.0 - m) * unbiased).astype(
                 self.param_dtype
             )
         )

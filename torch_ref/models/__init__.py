@@ -10,7 +10,7 @@ from torch_ref.models.registry import ModelError, available_models, get_factory,
 
 
 def create_model(name: str, num_classes: int, in_chans: int = 1, **kwargs: Any) -> Any:
-    """Build the torch model ``name`` (input NCHW ``[B, in_chans, H, W]``, output logits ``[B, C]``)."""
+    """Build torch model ``name``: input NCHW ``[B, in_chans, H, W]``, output logits ``[B, C]``."""
     return get_factory(name)(num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 

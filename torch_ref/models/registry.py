@@ -1,4 +1,4 @@
-"""Model registry: one name -> one factory; the names are ``shared_data.model_names.MODEL_NAMES``."""
+"""Model registry: one name -> one factory (names: ``shared_data.model_names.MODEL_NAMES``)."""
 
 from __future__ import annotations
 
