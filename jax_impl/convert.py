@@ -248,7 +248,9 @@ def load_torch_state(model: nnx.Module, state_dict: Mapping[str, Any]) -> nnx.Mo
                     f"NNX {nnx_key!r} expects {_shape_of(var)}"
                 )
                 continue
-            filled[path] = var.copy(jnp.asarray(value, dtype=var.get_raw_value().dtype))
+            # jnp.array copies: jnp.asarray may alias the caller's (e.g. torch's) CPU memory,
+            # so a later in-place update of the torch model would change the JAX model.
+            filled[path] = var.copy(jnp.array(value, dtype=var.get_raw_value().dtype, copy=True))
     unmapped = sorted(set(state_dict) - consumed)
     if unmapped:
         problems.append(f"torch key(s) with no NNX counterpart: {unmapped}")

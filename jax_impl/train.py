@@ -43,11 +43,12 @@ from tqdm.auto import tqdm
 from jax_impl import data as data_lib
 from jax_impl import train_step as ts
 from jax_impl.checkpoint import Checkpoints, abstract_like, check_same_run
-from jax_impl.metrics_log import MetricsLogger, plot_curves, read_metrics
 from jax_impl.models import create_model
 from jax_impl.schedule import schedule_from_recipe
 from shared_data.cli import run_main
 from shared_data.errors import DataError, UserError
+from shared_data.members import DATASET_KEY, dataset_record
+from shared_data.metrics_log import MetricsLogger, plot_curves, read_metrics
 from shared_data.recipe import Recipe, add_recipe_flags, recipe_from_args
 from shared_data.runinfo import write_run_info
 
@@ -289,6 +290,8 @@ def train_and_evaluate(
                 "steps_per_epoch": spe,
                 "num_train": len(data.train_indices),
                 "num_val": len(data.val_indices),
+                # So the run stays usable as an ensemble member without its dataset.
+                DATASET_KEY: dataset_record(dataset),
             },
         )
     log(

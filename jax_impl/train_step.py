@@ -148,6 +148,24 @@ def draw_step(key: jax.Array, cfg: StepConfig, batch_shape: tuple[int, ...]) -> 
     return StepDraws(spec, mix, model_key)
 
 
+def credited_correct(
+    logits: jax.Array, labels: jax.Array, mixup: augment.MixupDraws | None
+) -> jax.Array:
+    """The batch's correct count (float32 scalar) from ``logits [B, K]`` and ``labels`` int ``[B]``.
+
+    Without Mixup, the number of argmax hits. Under Mixup each example is ``lam`` of its own clip
+    and ``1 - lam`` of its partner's, so a prediction earns ``lam`` for its own label and
+    ``1 - lam`` for the partner's (the mixup paper's training accuracy). Scoring the mixed input
+    against its own label alone would report the Mixup epochs as far worse than they are.
+    """
+    pred = jnp.argmax(logits, axis=-1)
+    hits = (pred == labels).astype(jnp.float32)
+    if mixup is not None:
+        lam = mixup.lam.astype(jnp.float32)
+        hits = lam * hits + (1 - lam) * (pred == labels[mixup.perm]).astype(jnp.float32)
+    return jnp.sum(hits)
+
+
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
@@ -163,7 +181,7 @@ def train_step(
 
     SpecAugment always, then Mixup when ``mixup`` (else plain cross-entropy on the, possibly
     smoothed, one-hot targets). Returns the new state and device-side metrics: ``loss`` (mean soft
-    cross-entropy, float32), ``correct`` (argmax == the un-mixed label, int32 count), ``count``
+    cross-entropy, float32), ``correct`` (:func:`credited_correct`, float32), ``count``
     and ``lr`` (the learning rate this step used).
     """
     x = augment.apply_spec_augment(batch["mel"], draws.spec, cfg.spec.fill_value)
@@ -187,7 +205,7 @@ def train_step(
     params = optax.apply_updates(state["params"], updates)
     metrics = {
         "loss": loss,
-        "correct": jnp.sum(jnp.argmax(logits, axis=-1) == labels).astype(jnp.int32),
+        "correct": credited_correct(logits, labels, draws.mixup if mixup else None),
         "count": jnp.asarray(labels.shape[0], jnp.int32),
         "lr": jnp.asarray(schedule(state["step"]), jnp.float32),
     }

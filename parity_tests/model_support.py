@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 
-# For `jax.jit(..., compiler_options=FAST_CPU_COMPILE)` in tests: XLA:CPU's newer fusion
-# emitters cost more compile time than they save at test sizes. DenseNet-201 forward + backward
-# (2 cores): 64 CPU-s to compile by default, 42 without them; the run time is unchanged.
-# Not `xla_backend_optimization_level=0` (22 CPU-s): it made ResNeXt-50's fp32 gradients 2% wrong.
-FAST_CPU_COMPILE: dict[str, object] = {"xla_cpu_use_fusion_emitters": False}
+# For `jax.jit(..., compiler_options=...)` in tests: XLA:CPU's newer fusion emitters and its
+# LLVM optimisation cost far more compile time than they save at test sizes. DenseNet-201 forward
+# + backward (2 cores): 64 CPU-s to compile by default, 42 without the fusion emitters, 22 with
+# neither; the fp32 run went from 2.1 to 2.2 s.
+FAST_CPU_COMPILE: dict[str, object] = {
+    "xla_cpu_use_fusion_emitters": False,
+    "xla_backend_optimization_level": 0,
+}
+# Without optimisation XLA:CPU runs float64 grouped convolutions ~30x slower (ResNeXt-101's
+# float64 gradient step: 17 s -> 527 s), so float64 programs keep LLVM's optimisation.
+FAST_CPU_COMPILE_FLOAT64: dict[str, object] = {"xla_cpu_use_fusion_emitters": False}
 
 
 def small_input_hw(name: str) -> tuple[int, int]:

@@ -65,6 +65,22 @@ def test_torch_to_jax_gives_an_eval_mode_model_with_the_weights() -> None:
     assert model(jnp.zeros((1, 32, 32, 1))).shape == (1, NUM_CLASSES)
 
 
+def test_the_jax_model_does_not_alias_the_torch_tensors() -> None:
+    """Updating the torch model in place after conversion leaves the JAX model as it was."""
+    torch_model = torch_models.create_model("resnet18", NUM_CLASSES)
+    # .numpy() shares memory with the tensors: exactly what a caller passing torch state does.
+    shared = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
+    before = shared["fc.bias"].copy()
+    model = torch_to_jax("resnet18", shared, NUM_CLASSES)
+    with torch.no_grad():
+        torch_model.fc.bias.add_(1.0)
+        torch_model.bn1.running_var.mul_(3.0)
+    np.testing.assert_array_equal(np.asarray(model.fc.bias[...]), before)
+    np.testing.assert_array_equal(
+        np.asarray(model.bn1.var[...]), torch_model.bn1.running_var.numpy() / 3.0
+    )
+
+
 def test_every_problem_is_listed_in_one_error() -> None:
     state = _numpy_state(torch_models.create_model("resnet18", NUM_CLASSES))
     state["layer9.0.conv1.weight"] = np.zeros((3, 3, 3, 3), np.float32)  # extra

@@ -7,21 +7,21 @@ batch of 2 (32x32; 128 mel bins x 32 frames for the LSTM) on the CPU:
 
 * eval mode, fp32: logits, ``atol=1e-4, rtol=1e-4`` (DESIGN.md section 4);
 * train mode, fp32, one forward: the logits and every BN running statistic after it;
-* train mode, a cross-entropy backward: every parameter's gradient, compared in torch's layout
+* train mode, a cross-entropy backward in float64 in both backends (``jax.enable_x64``,
+  ``torch.double``): every parameter's gradient, compared in torch's layout
   (``jax_impl.convert.export_torch_state`` applied to the gradient state).
 
 Train-mode comparisons use ``rtol=1e-4``; a pure relative tolerance fails on entries that are
 near zero by cancellation, so each tensor also gets ``atol = 1e-4 * max|ref|`` (an error of 1e-4
 relative to the tensor's own scale).
 
-Gradients must be well-conditioned to be compared at 1e-4. At batch 2, train-mode BN amplifies
-round-off enormously in deep stacks: torch's own fp32 gradients differ from its fp64 ones by up to
-17% in ResNeXt-50 and 25% in DenseNet-201. Two remedies, both keeping the real architectures:
-
-* residual networks get quiet residual branches (:func:`_quiet_residual_branches`, the idea of
-  torchvision's ``zero_init_residual``): then torch fp32 agrees with fp64 to 3e-6;
-* models in :data:`FLOAT64_GRADIENT_MODELS` (no residual branches to quiet) compute the gradient
-  step in float64 in both backends (``jax.enable_x64``, ``torch.double``).
+Why float64 gradients: at batch 2 the train-mode gradients of the deep models are not a smooth
+function of fp32 round-off. Perturbing the input of torch's own ResNeXt-101 by 1e-7 (relative)
+changes its gradient of ``layer4.2.conv2.weight`` by 12%: ReLU masks flip where pre-activations
+sit within round-off of zero, and train-mode BN over 32 values per channel amplifies the rest.
+torch's fp32 gradients differ from its fp64 ones by up to 17% (ResNeXt-50) and 25%
+(DenseNet-201), so an fp32 comparison cannot tell a bug from round-off. In float64 the two
+backends agree to about 1e-12, and the 1e-4 tolerance is a real test.
 
 Models with random draws (shake-shake) take injected draws in both backends: the JAX model's
 ``__call__`` has a ``draws`` parameter, its module defines
@@ -46,12 +46,11 @@ import optax
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from flax import nnx
 
 import torch_ref.models as torch_models
 from jax_impl.convert import export_torch_state, torch_to_jax
-from parity_tests.model_support import FAST_CPU_COMPILE, small_batch
+from parity_tests.model_support import FAST_CPU_COMPILE, FAST_CPU_COMPILE_FLOAT64, small_batch
 from shared_data.model_names import MODEL_NAMES
 
 NUM_CLASSES = 10
@@ -60,20 +59,16 @@ SEED = 0
 EVAL_TOL = dict(atol=1e-4, rtol=1e-4)
 TRAIN_RTOL = 1e-4
 TRAIN_ATOL_SCALE = 1e-4
-# torch fp32 vs fp64 gradient error at this size: DenseNet-201 25% (BN-then-conv layers are scale
-# invariant in train mode, so no weight choice quiets them).
-FLOAT64_GRADIENT_MODELS = frozenset({"densenet201"})
-QUIET_BRANCH_SCALE = 0.1
 
 
 @dataclasses.dataclass
 class Outputs:
     """What one backend produced from the same weights and batch, in torch's layouts."""
 
-    eval_logits: np.ndarray  # [B, C]
-    train_logits: np.ndarray  # [B, C]
-    state: dict[str, np.ndarray]  # the state dict after the train-mode forward
-    grads: dict[str, np.ndarray]  # parameter name -> gradient of the loss
+    eval_logits: np.ndarray  # [B, C] fp32
+    train_logits: np.ndarray  # [B, C] fp32
+    state: dict[str, np.ndarray]  # fp32 state dict after the train-mode forward
+    grads: dict[str, np.ndarray]  # float64: trainable parameter name -> gradient of the loss
 
 
 def _randomise_batch_norms(model: torch.nn.Module, seed: int) -> None:
@@ -88,17 +83,6 @@ def _randomise_batch_norms(model: torch.nn.Module, seed: int) -> None:
                 m.bias.copy_(0.1 * torch.randn(n, generator=gen))
 
 
-def _quiet_residual_branches(model: torch.nn.Module) -> None:
-    """Scale the last BN weight of every torchvision residual branch by 0.1 (not 0: every
-    gradient stays non-zero), so the train-mode gradients are well-conditioned in fp32."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torchvision.models.resnet.Bottleneck):
-                m.bn3.weight.mul_(QUIET_BRANCH_SCALE)
-            elif isinstance(m, torchvision.models.resnet.BasicBlock):
-                m.bn2.weight.mul_(QUIET_BRANCH_SCALE)
-
-
 def _parity_draws(jax_model: nnx.Module) -> dict[str, np.ndarray] | None:
     """Injected draws for models whose JAX call takes ``draws``; None for the others."""
     if "draws" not in inspect.signature(type(jax_model).__call__).parameters:
@@ -111,62 +95,87 @@ def _draws_kw(draws: Mapping[str, np.ndarray] | None, convert: Callable[[np.ndar
     return {} if draws is None else {"draws": {k: convert(v) for k, v in draws.items()}}
 
 
-def _run_torch(
-    model: torch.nn.Module, x: np.ndarray, y: np.ndarray, draws: Mapping[str, np.ndarray] | None
+def _torch_forward(
+    model: torch.nn.Module, x: np.ndarray, draws: Mapping[str, np.ndarray] | None
 ) -> Outputs:
-    """Eval logits, then one train-mode forward and cross-entropy backward, in ``x``'s dtype."""
+    """Eval logits, then one train-mode forward: its logits and the state dict after it."""
     xt = torch.from_numpy(x)
     with torch.no_grad():
         eval_logits = model.eval()(xt).numpy()
+        train_logits = model.train()(xt, **_draws_kw(draws, torch.from_numpy)).numpy()
+    state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    return Outputs(eval_logits, train_logits, state, grads={})
+
+
+def _torch_gradients(
+    model: torch.nn.Module, x: np.ndarray, y: np.ndarray, draws: Mapping[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """Train-mode cross-entropy gradients of every parameter, in ``x``'s (and the model's) dtype."""
     model.train().zero_grad()
-    logits = model(xt, **_draws_kw(draws, lambda v: torch.from_numpy(v.astype(x.dtype))))
+    as_x = lambda v: torch.from_numpy(v.astype(x.dtype))  # noqa: E731
+    logits = model(torch.from_numpy(x), **_draws_kw(draws, as_x))
     F.cross_entropy(logits, torch.from_numpy(y)).backward()
-    return Outputs(
-        eval_logits=eval_logits,
-        train_logits=logits.detach().numpy(),
-        state={k: v.numpy().copy() for k, v in model.state_dict().items()},
-        grads={k: p.grad.numpy().copy() for k, p in model.named_parameters()},
-    )
+    return {k: p.grad.numpy().copy() for k, p in model.named_parameters()}
 
 
-def _run_jax(
-    model: nnx.Module,
-    x: np.ndarray,
-    y: np.ndarray,
-    draws: Mapping[str, np.ndarray] | None,
-    *,
-    with_grads: bool = True,
+def _nhwc(x: np.ndarray) -> jax.Array:
+    return jnp.asarray(x.transpose(0, 2, 3, 1))
+
+
+def _jax_forward(
+    model: nnx.Module, x: np.ndarray, draws: Mapping[str, np.ndarray] | None
 ) -> Outputs:
-    """:func:`_run_torch` in JAX, as one jitted function (grads empty unless ``with_grads``)."""
-    xj, yj = jnp.asarray(x.transpose(0, 2, 3, 1)), jnp.asarray(y)  # NCHW -> NHWC
-    kw = _draws_kw(draws, lambda v: jnp.asarray(v, x.dtype))
+    """:func:`_torch_forward` in JAX, one jitted function; the state in torch's layout."""
+    xj, kw = _nhwc(x), _draws_kw(draws, jnp.asarray)
     model.train()
-    train_def, params, rest = nnx.split(model, nnx.Param, ...)
+    train_def, state = nnx.split(model)
     eval_view = nnx.view(
         model, use_running_average=True, deterministic=True, raise_if_not_found=False
     )
     eval_def = nnx.graphdef(eval_view)
 
-    def loss_fn(params: nnx.State, rest: nnx.State):
-        m = nnx.merge(train_def, params, rest, copy=True)
-        logits = m(xj, **kw)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, yj).mean()
-        return loss, (logits, nnx.split(m, nnx.Param, ...)[2])
-
     @functools.partial(jax.jit, compiler_options=FAST_CPU_COMPILE)
-    def step(params: nnx.State, rest: nnx.State):
-        eval_logits = nnx.merge(eval_def, params, rest, copy=True)(xj)
-        if not with_grads:
-            return eval_logits, *loss_fn(params, rest)[1], None
-        (_, (logits, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
-        return eval_logits, logits, new_rest, grads
+    def forward(state: nnx.State) -> tuple[jax.Array, jax.Array, nnx.State]:
+        eval_logits = nnx.merge(eval_def, state, copy=True)(xj)
+        m = nnx.merge(train_def, state, copy=True)
+        train_logits = m(xj, **kw)
+        return eval_logits, train_logits, nnx.state(m)
 
-    eval_logits, train_logits, new_rest, grads = step(params, rest)
-    return Outputs(
-        eval_logits=np.asarray(eval_logits),
-        train_logits=np.asarray(train_logits),
-        state=export_torch_state(nnx.merge(train_def, params, new_rest)),
-        grads={} if grads is None else export_torch_state(nnx.merge(train_def, grads, new_rest)),
+    eval_logits, train_logits, new_state = forward(state)
+    state_dict = export_torch_state(nnx.merge(train_def, new_state))
+    return Outputs(np.asarray(eval_logits), np.asarray(train_logits), state_dict, grads={})
+
+
+def _jax_gradients(
+    model: nnx.Module, x: np.ndarray, y: np.ndarray, draws: Mapping[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """:func:`_torch_gradients` in JAX, jitted; parameter names and layouts as in torch."""
+    xj, yj = _nhwc(x), jnp.asarray(y)
+    kw = _draws_kw(draws, lambda v: jnp.asarray(v, x.dtype))
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    @functools.partial(jax.jit, compiler_options=FAST_CPU_COMPILE_FLOAT64)
+    def gradients(params: nnx.State, rest: nnx.State) -> nnx.State:
+        def loss_fn(params: nnx.State) -> jax.Array:
+            logits = nnx.merge(graphdef, params, rest, copy=True)(xj, **kw)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yj).mean()
+
+        return jax.grad(loss_fn)(params)
+
+    # Exported through the model's rules, so the gradient state yields torch names and layouts;
+    # ``rest`` (BN statistics) fills the buffers, which are dropped: they have no gradient.
+    exported = export_torch_state(nnx.merge(graphdef, gradients(params, rest), rest))
+    parameter_keys = {".".join(map(str, p)) for p, _ in nnx.to_flat_state(params)}
+    return {k: v for k, v in exported.items() if _from_parameter(k, parameter_keys)}
+
+
+def _from_parameter(torch_key: str, nnx_parameter_paths: set[str]) -> bool:
+    """Whether the torch key comes from an NNX parameter (not a BN statistic or a counter)."""
+    module = torch_key.rsplit(".", 1)[0]
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    return not torch_key.endswith(buffers) and any(
+        p.startswith(module + ".") for p in nnx_parameter_paths
     )
 
 
@@ -181,24 +190,23 @@ def outputs(request: pytest.FixtureRequest) -> tuple[Outputs, Outputs]:
     torch.manual_seed(SEED)
     torch_model = torch_models.create_model(name, NUM_CLASSES)
     _randomise_batch_norms(torch_model, SEED)
-    _quiet_residual_branches(torch_model)
+    torch_model64 = copy.deepcopy(torch_model).double()
     state_dict = {k: v.detach().numpy().copy() for k, v in torch_model.state_dict().items()}
     x = small_batch(name, BATCH, seed=SEED)
     y = np.arange(BATCH, dtype=np.int64) % NUM_CLASSES
-    float64_grads = name in FLOAT64_GRADIENT_MODELS
 
-    torch_model64 = copy.deepcopy(torch_model).double() if float64_grads else None
     jax_model = torch_to_jax(name, state_dict, NUM_CLASSES)
     draws = _parity_draws(jax_model)
-    ref = _run_torch(torch_model, x, y, draws)
-    got = _run_jax(jax_model, x, y, draws, with_grads=not float64_grads)
-    if float64_grads:
-        x64 = x.astype(np.float64)
-        ref.grads = _run_torch(torch_model64, x64, y, draws).grads
-        with jax.enable_x64(True):
-            f64 = dict(dtype=jnp.float64, param_dtype=jnp.float64)
-            jax_model64 = torch_to_jax(name, _float64_state(state_dict), NUM_CLASSES, **f64)
-            got.grads = _run_jax(jax_model64, x64, y, draws).grads
+    ref = _torch_forward(torch_model, x, draws)
+    got = _jax_forward(jax_model, x, draws)
+    del torch_model, jax_model
+
+    x64 = x.astype(np.float64)
+    ref.grads = _torch_gradients(torch_model64, x64, y, draws)
+    with jax.enable_x64(True):
+        f64 = dict(dtype=jnp.float64, param_dtype=jnp.float64)
+        jax_model64 = torch_to_jax(name, _float64_state(state_dict), NUM_CLASSES, **f64)
+        got.grads = _jax_gradients(jax_model64, x64, y, draws)
     return ref, got
 
 
@@ -213,16 +221,6 @@ def test_eval_logits(outputs: tuple[Outputs, Outputs]) -> None:
     np.testing.assert_allclose(got.eval_logits, ref.eval_logits, **EVAL_TOL)
 
 
-# Known numerical issue, not a model bug: in fp32 a ReLU pre-activation within ~1e-6 of zero can
-# fall on different sides in the two backends and then shows up in every gradient below it (in
-# float64 the gradients agree to ~5e-14). Non-strict xfail until the comparison moves to float64;
-# passing cases are reported as XPASS, failing ones stay visible as XFAIL in every run.
-_FP32_KINK = pytest.mark.xfail(
-    strict=False, reason="fp32 ReLU-kink sensitivity of train-mode comparisons (see comment)"
-)
-
-
-@_FP32_KINK
 def test_train_logits(outputs: tuple[Outputs, Outputs]) -> None:
     ref, got = outputs
     # Train mode must really differ from eval mode, or this test would repeat the one above;
@@ -241,13 +239,10 @@ def test_running_statistics(outputs: tuple[Outputs, Outputs]) -> None:
         _assert_close_scaled(got.state[k], ref.state[k], k)
 
 
-@_FP32_KINK
 def test_gradients(outputs: tuple[Outputs, Outputs]) -> None:
     ref, got = outputs
-    # Only trainable parameters have gradients; BN running statistics are buffers in torch.
-    buffers = ("running_mean", "running_var", "num_batches_tracked")
-    got_grads = {k: v for k, v in got.grads.items() if not k.endswith(buffers)}
-    assert ref.grads.keys() == got_grads.keys()
+    assert ref.grads.keys() == got.grads.keys()
     for k, g in ref.grads.items():
+        assert g.dtype == got.grads[k].dtype == np.float64, k
         assert np.abs(g).max() > 0, f"torch's gradient of {k} is zero: the test point is degenerate"
-        _assert_close_scaled(got_grads[k], g, f"gradient of {k}")
+        _assert_close_scaled(got.grads[k], g, f"gradient of {k}")

@@ -170,3 +170,29 @@ def test_mixup_alpha_must_be_positive(backend):
             jaug.draw_mixup(jax.random.key(0), 0.0, 4)
         else:
             taug.draw_mixup(torch.Generator(), 0.0, 4)
+
+
+def test_training_accuracy_under_mixup_credits_both_labels():
+    """Example i is lam of clip i and 1 - lam of clip perm[i]: the prediction earns lam for
+    label i and 1 - lam for label perm[i]; both backends agree; no Mixup = plain argmax hits."""
+    from jax_impl.train_step import credited_correct as jax_credited
+    from torch_ref.steps import credited_correct as torch_credited
+
+    logits = np.array([[5, 0, 0], [0, 5, 0], [0, 0, 5], [5, 0, 0]], np.float32)  # preds 0,1,2,0
+    lam = 0.7
+    cases = [
+        # labels, perm -> own hits at 0 and 2; partners' labels [2,0,1,2] give no hit
+        ([0, 2, 2, 1], [1, 0, 3, 2], 2 * lam),
+        # own hits at 2 and 3; partners' labels [0,2,1,0] hit at 0 and 3
+        ([1, 0, 2, 0], [3, 2, 0, 1], 2 * lam + 2 * (1 - lam)),
+    ]
+    for labels, perm, expected in cases:
+        labels, perm = np.array(labels), np.array(perm)
+        jd = jaug.MixupDraws(jnp.float32(lam), jnp.asarray(perm))
+        td = taug.MixupDraws(torch.tensor(lam), torch.as_tensor(perm))
+        got_jax = float(jax_credited(jnp.asarray(logits), jnp.asarray(labels), jd))
+        got_torch = float(torch_credited(torch.from_numpy(logits), torch.from_numpy(labels), td))
+        assert got_jax == pytest.approx(expected) and got_torch == pytest.approx(expected)
+    labels = np.array([0, 2, 2, 1])
+    assert float(jax_credited(jnp.asarray(logits), jnp.asarray(labels), None)) == 2.0
+    assert float(torch_credited(torch.from_numpy(logits), torch.from_numpy(labels), None)) == 2.0

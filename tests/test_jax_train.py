@@ -20,12 +20,12 @@ import pytest
 from jax_impl import checkpoint as ckpt_lib
 from jax_impl import cv as cv_lib
 from jax_impl import data as data_lib
-from jax_impl import metrics_log
 from jax_impl import train as train_lib
 from jax_impl import train_step as ts
-from shared_data import splits
+from shared_data import metrics_log, splits
 from shared_data.builder import open_dataset
 from shared_data.cli import run_main
+from shared_data.members import DATASET_KEY, dataset_record
 from shared_data.model_names import MODEL_NAMES
 from shared_data.recipe import Recipe
 from tests.jax_train_fixtures import TINY, build_tiny, tiny_recipe
@@ -82,6 +82,10 @@ def test_run_directory_outputs(full_run, tiny):
     assert info["run"]["backend"] == "jax"
     assert info["run"]["versions"]["jax"] == jax.__version__
     assert "commit" in info["run"]["git"] and info["run"]["steps_per_epoch"] == tiny["steps"]
+    # The dataset's description travels with the run (ensembles need no dataset to read it).
+    record = dataset_record(open_dataset(tiny["data_dir"], TINY.name))
+    assert info["run"][DATASET_KEY] == json.loads(json.dumps(record))
+    assert record["label_names"] and record["feature_params"] and record["separator"] == "none"
     resolved = Recipe.from_json((workdir / "recipe.json").read_text())
     assert resolved.lr == 1e-3 and resolved.t0_epochs == 2 and resolved.precision == "fp32"
 

@@ -22,6 +22,7 @@ from shared_data.builder import VocalMelsConfig, build_dataset, open_dataset
 from shared_data.cli import run_main
 from shared_data.errors import DataError, UserError
 from shared_data.features import FeatureParams
+from shared_data.members import DATASET_KEY, dataset_record
 from shared_data.model_names import MODEL_NAMES
 from shared_data.recipe import Recipe
 from torch_ref import checkpoint as ckpt_lib
@@ -110,6 +111,10 @@ def test_run_directory_outputs(full_run, tiny):
     assert info["run"]["backend"] == "torch"
     assert info["run"]["versions"]["torch"] == torch.__version__.split("+")[0]
     assert "commit" in info["run"]["git"]
+    # The dataset's description travels with the run (ensembles need no dataset to read it).
+    record = dataset_record(open_dataset(tiny["data_dir"], CONFIG.name))
+    assert info["run"][DATASET_KEY] == json.loads(json.dumps(record))
+    assert record["label_names"] and record["feature_params"] and record["separator"] == "none"
     resolved = Recipe.from_json((workdir / "recipe.json").read_text())
     assert resolved.lr == 1e-3 and resolved.t0_epochs == 2 and resolved.precision == "fp32"
 

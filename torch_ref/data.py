@@ -21,7 +21,7 @@ reads exactly what the uninterrupted run read). Mels are normalised with the dat
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from shared_data import splits
 from shared_data.errors import DataError
+from shared_data.members import dataset_record
 
 
 class MelDataset(Dataset):
@@ -107,6 +108,9 @@ class TrainingData:
     mel_mean: float
     mel_std: float
     batch_size: int
+    # shared_data.members.dataset_record of the opened dataset, stored in recipe.json so the run
+    # stays usable as an ensemble member after its dataset is moved or deleted.
+    record: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -149,6 +153,7 @@ def load_training_data(recipe: Any, dataset: Any | None = None) -> TrainingData:
         mel_mean=float(dataset.metadata["mel_mean"]),
         mel_std=float(dataset.metadata["mel_std"]),
         batch_size=recipe.batch_size,
+        record=dataset_record(dataset),
     )
     _ = data.steps_per_epoch  # a batch larger than the training set fails here, naming the flag
     return data

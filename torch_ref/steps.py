@@ -103,8 +103,8 @@ def train_step(
     """One optimizer step on ``x`` float32 ``[B, C, H, W]``, ``labels`` int64 ``[B]``.
 
     Returns:
-        the loss (fp32 scalar, detached) and the number of correct predictions against the
-        un-mixed labels (int64 scalar); both stay on the device (no host sync).
+        the loss (fp32 scalar, detached) and the correct count of :func:`credited_correct`
+        (float32 scalar); both stay on the device (no host sync).
     """
     model.train()
     if spec_draws is not None:
@@ -118,8 +118,21 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    correct = (logits.detach().argmax(dim=-1) == labels).sum()
-    return loss.detach(), correct
+    return loss.detach(), credited_correct(logits.detach(), labels, mixup_draws)
+
+
+def credited_correct(
+    logits: torch.Tensor, labels: torch.Tensor, mixup: augment.MixupDraws | None
+) -> torch.Tensor:
+    """The batch's correct count (float32 scalar) from ``logits [B, K]`` and ``labels`` ``[B]``:
+    argmax hits, each worth ``lam`` on its own label plus ``1 - lam`` on its Mixup partner's
+    under Mixup (the mirror of ``jax_impl.train_step.credited_correct``, which says why)."""
+    pred = logits.argmax(dim=-1)
+    hits = (pred == labels).float()
+    if mixup is not None:
+        lam = mixup.lam.float()
+        hits = lam * hits + (1 - lam) * (pred == labels[mixup.perm]).float()
+    return hits.sum()
 
 
 @torch.no_grad()

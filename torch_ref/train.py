@@ -33,9 +33,10 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from jax_impl.metrics_log import MetricsLogger, plot_curves  # backend-neutral (json, tensorboardX)
 from shared_data.cli import run_main
 from shared_data.errors import UserError
+from shared_data.members import DATASET_KEY
+from shared_data.metrics_log import MetricsLogger, plot_curves
 from shared_data.recipe import Recipe, add_recipe_flags, recipe_from_args
 from shared_data.runinfo import write_run_info
 from torch_ref import augment, steps
@@ -352,6 +353,7 @@ def train_and_evaluate(
             "val_clips": len(run.data.val_indices),
             "steps_per_epoch": run.data.steps_per_epoch,
             "compile": compile_model,
+            DATASET_KEY: run.data.record,
         }
         write_run_info(recipe.workdir, recipe, "torch", extra=extra)
     last_val_acc = run.run(on_step)

@@ -58,11 +58,15 @@ class Transition(nnx.Module):
 
 
 def _dense_block(x: jax.Array, block: nnx.Dict[DenseLayer]) -> jax.Array:
-    """Each layer sees the concatenation of the block input and all earlier layers' outputs."""
-    features = [x]
+    """Each layer sees the block input and all earlier layers' outputs, concatenated in order.
+
+    One running concatenation (``x = [x, layer(x)]``) equals torchvision's re-concatenation of
+    the list of all features, and keeps the traced graph linear in depth (the gradient of an
+    n-way concatenation is n slices).
+    """
     for i in range(len(block)):
-        features.append(block[f"denselayer{i + 1}"](jnp.concatenate(features, axis=-1)))
-    return jnp.concatenate(features, axis=-1)
+        x = jnp.concatenate([x, block[f"denselayer{i + 1}"](x)], axis=-1)
+    return x
 
 
 class DenseNet(nnx.Module):

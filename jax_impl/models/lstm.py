@@ -112,6 +112,9 @@ class BidirectionalLSTM(nnx.Module):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.hidden_size = hidden_size
         self.num_layers = num_layers
+        # The cell's carry comes out in the promotion of its compute dtype with float32 (float32
+        # under bf16 compute, float64 under float64); the scan needs the zero carry to match.
+        self.carry_dtype = jnp.promote_types(dtype, jnp.float32)
         layers = []
         for k in range(num_layers):
             features = input_size if k == 0 else 2 * hidden_size
@@ -124,7 +127,7 @@ class BidirectionalLSTM(nnx.Module):
 
     def __call__(self, seq: jax.Array) -> jax.Array:
         """``seq [B, T, input_size] -> [B, T, 2 * hidden_size]``."""
-        zeros = jnp.zeros((seq.shape[0], self.hidden_size), jnp.float32)
+        zeros = jnp.zeros((seq.shape[0], self.hidden_size), self.carry_dtype)
         carry = ((zeros, zeros), (zeros, zeros))
         for layer in self.layers:
             seq = layer(seq, initial_carry=carry)
