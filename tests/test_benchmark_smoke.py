@@ -238,3 +238,22 @@ def test_peak_table_and_mfu():
     assert dense_peak_flops("cpu", "bf16") is None
     assert mfu(1e9, 1000.0, 2e12) == pytest.approx(0.5)
     assert mfu(None, 1000.0, 2e12) is None and mfu(1e9, 1000.0, None) is None
+
+
+def test_conv_grad_profile_times_every_part_in_both_backends(tmp_path, capsys):
+    from benchmarks import conv_grad
+
+    out = tmp_path / "conv.json"
+    args = ["--batch_size=2", "--size=16", "--channels=8", "--repeats=2", f"--out={out}"]
+    assert conv_grad.main(args) == 0
+    record = json.loads(out.read_text())
+    assert record["gflop_per_part"] == pytest.approx(2 * 2 * 16 * 16 * 9 * 8 * 8 / 1e9)
+    assert {(r["backend"], r["part"]) for r in record["rows"]} == {
+        (b, p) for b in ("jax", "torch") for p in conv_grad.PARTS
+    }
+    for r in record["rows"]:
+        assert r["seconds"] > 0 and math.isfinite(r["gflop_per_s"]) and r["gflop_per_s"] > 0
+    table = capsys.readouterr().out
+    assert all(f"| {p} |" in table for p in conv_grad.PARTS)
+    with pytest.raises(SystemExit):
+        conv_grad.main(["--channels=0"])
