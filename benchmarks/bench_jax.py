@@ -77,6 +77,7 @@ class _JaxBase:
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             rngs=nnx.Rngs(self.combo.seed),
+            **self.recipe.model_kwargs(),
         )
 
     def _record_first_losses(self) -> None:

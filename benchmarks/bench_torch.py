@@ -47,7 +47,9 @@ class TorchWorkload:
         self.spec = self.recipe.spec_augment()
         self.autocast_dtype = torch.bfloat16 if combo.precision == "bf16" else None
         torch.manual_seed(combo.seed)
-        self.model = create_model(combo.model, combo.num_classes, in_chans=1)
+        self.model = create_model(
+            combo.model, combo.num_classes, in_chans=1, **self.recipe.model_kwargs()
+        )
         self.model.to(device=self.device, memory_format=torch.channels_last)
         self.optimizer = steps.build_optimizer(self.model.parameters(), self.recipe)
         self.scheduler = build_scheduler(self.optimizer, self.recipe)

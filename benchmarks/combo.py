@@ -36,9 +36,15 @@ class Combo:
     input_size: int = 128
     num_classes: int = 10
     seed: int = 0
+    memory_efficient: bool = False  # DenseNet's rematerialised bottlenecks (Recipe field)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def label(self) -> str:
+        """The model column of the tables: the model name, marked when memory-efficient."""
+        return f"{self.model}[memory_efficient]" if self.memory_efficient else self.model
 
 
 def bench_recipe(combo: Combo) -> Recipe:
@@ -52,6 +58,7 @@ def bench_recipe(combo: Combo) -> Recipe:
         batch_size=combo.batch_size,
         precision=combo.precision,
         seed=combo.seed,
+        memory_efficient=combo.memory_efficient,
         data_dir="unused-by-benchmark",
         workdir="unused-by-benchmark",
     )

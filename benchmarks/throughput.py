@@ -44,7 +44,9 @@ JSON schema (``SCHEMA_VERSION`` 1)::
                    "cpu_threads": int | null},   # null: the frameworks' defaults
       "previous_runs": [{"command", "date", "load", "load_end", "settings"}],   # --append
       "results": [{
-          "model": str, "backend": "jax" | "jax_nnxjit" | "torch" | "torch_compile",
+          "model": str,                      # "<name>[memory_efficient]" under --memory_efficient
+          "memory_efficient": bool,          # densenet201's rematerialised bottlenecks
+          "backend": "jax" | "jax_nnxjit" | "torch" | "torch_compile",
           "precision": "bf16" | "fp32", "batch_size": int, "input_size": int,
           "train_samples_per_s": float,      # steps * batch / wall, one sync at the end
           "infer_samples_per_s": float,      # eval-mode forward, same protocol
@@ -91,6 +93,7 @@ from typing import Any
 
 from benchmarks.combo import BACKENDS, PRECISIONS, BenchmarkError, Combo
 from shared_data.model_names import MODEL_NAMES
+from shared_data.recipe import MEMORY_EFFICIENT_MODELS
 
 SCHEMA_VERSION = 1
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -126,7 +129,8 @@ def run_combo(combo: Combo, *, steps: int, warmup: int) -> dict[str, Any]:
         else dense_peak_flops(extra["device_name"], combo.precision)
     )
     return {
-        "model": combo.model,
+        "model": combo.label,
+        "memory_efficient": combo.memory_efficient,
         "backend": combo.backend,
         "precision": combo.precision,
         "batch_size": combo.batch_size,
@@ -269,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
     parser.add_argument("--input_size", type=int, default=128, help="square input side (mels)")
     parser.add_argument("--num_classes", type=int, default=10)
+    parser.add_argument(
+        "--memory_efficient",
+        action="store_true",
+        help="train densenet201 with rematerialised bottlenecks (the recipe's "
+        "--memory_efficient); rows are labelled densenet201[memory_efficient]",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON record")
     parser.add_argument("--png", type=Path, default=None, help="ratio bar chart")
     parser.add_argument(
@@ -307,7 +317,15 @@ def combos_from_args(args: argparse.Namespace) -> list[Combo]:
         if value < low:
             raise BenchmarkError(f"{flag} must be >= {low} (got {value})")
     return [
-        Combo(m, b, p, n, args.input_size, args.num_classes)
+        Combo(
+            m,
+            b,
+            p,
+            n,
+            args.input_size,
+            args.num_classes,
+            memory_efficient=args.memory_efficient and m in MEMORY_EFFICIENT_MODELS,
+        )
         for m in models
         for p in precisions
         for n in batches
@@ -329,7 +347,7 @@ def _row_key(row: dict[str, Any]) -> tuple:
 def pending(combos: list[Combo], results: list[dict[str, Any]]) -> list[Combo]:
     """The ``combos`` that have no row in ``results`` yet (same model/backend/precision/sizes)."""
     done = {_row_key(r) for r in results}
-    return [c for c in combos if _row_key(c.to_dict()) not in done]
+    return [c for c in combos if _row_key({**c.to_dict(), "model": c.label}) not in done]
 
 
 def load_previous(path: Path, device: dict[str, Any]) -> dict[str, Any]:

@@ -245,6 +245,7 @@ def train_and_evaluate(
         dtype=dtype,
         param_dtype=param_dtype,
         rngs=nnx.Rngs(recipe.seed),
+        **recipe.model_kwargs(),
     )
     graphs, state = ts.split_model(model)
     del model

@@ -39,6 +39,8 @@ from shared_data.errors import UserError
 from shared_data.model_names import MODEL_NAMES
 
 BACKENDS: tuple[str, ...] = ("jax", "torch")
+#: Models whose factories take ``memory_efficient`` (rematerialised DenseNet bottlenecks).
+MEMORY_EFFICIENT_MODELS: tuple[str, ...] = ("densenet201",)
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 
@@ -121,6 +123,17 @@ class Recipe:
     # well-trodden setting for 64-256. On N GPUs pass N x the per-device batch you want.
     batch_size: int = field(
         default=64, metadata=_help("global batch size (split evenly over devices/processes)")
+    )
+    # torchvision's memory_efficient for DenseNet: XLA plans ~1.4 GiB of temporaries per sample
+    # for DenseNet-201's train step at 128x128 (BENCHMARKS.md), so batch 256 cannot fit an 80 GB
+    # GPU without recomputing the bottlenecks over the growing concatenations.
+    memory_efficient: bool = field(
+        default=False,
+        metadata=_help(
+            "densenet201 only: recompute each dense layer's BN-ReLU-conv1x1 bottleneck in the "
+            "backward pass instead of storing it (less activation memory, one more forward of "
+            "the bottlenecks)"
+        ),
     )
     precision: str = field(
         default="auto",
@@ -232,6 +245,10 @@ class Recipe:
     def mixup_active(self, epoch: int) -> bool:
         """Whether epoch ``epoch`` (0-based) trains with Mixup; afterwards plain cross-entropy."""
         return epoch < self.mixup_epochs
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Extra ``create_model`` arguments of this recipe (the same in both backends)."""
+        return {"memory_efficient": True} if self.memory_efficient else {}
 
     def spec_augment(self) -> SpecAugmentSpec:
         """The static SpecAugment configuration of this recipe."""
@@ -381,6 +398,11 @@ def _validate(r: Recipe) -> None:
         or r.t0_epochs == default_t0_epochs(r.epochs, r.restarts, r.t_mult),
         "--t0_epochs and --restarts both set and they disagree: give one "
         "(--restarts derives --t0_epochs from --epochs and --t_mult)",
+    )
+    _check(
+        not r.memory_efficient or r.model in MEMORY_EFFICIENT_MODELS,
+        f"--memory_efficient applies to {', '.join(MEMORY_EFFICIENT_MODELS)} only "
+        f"(got --model={r.model})",
     )
     _check(r.mixup_alpha >= 0, f"--mixup_alpha must be >= 0 (got {r.mixup_alpha})")
     _check(

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from benchmarks import report, throughput
-from benchmarks.combo import BenchmarkError, Combo
+from benchmarks.combo import BenchmarkError, Combo, bench_recipe
 from benchmarks.flops import dense_peak_flops, mfu, torch_flops
 from benchmarks.timing import measure, percentile_ms
 
@@ -146,6 +146,22 @@ def test_combinations_are_model_major_with_every_batch():
         ("resnet18", 256, "jax"), ("resnet18", 256, "torch"),
         ("resnet18", 64, "jax"), ("resnet18", 64, "torch"),
     ]  # fmt: skip
+
+
+def test_memory_efficient_marks_the_densenet_rows_only():
+    args = throughput.build_parser().parse_args(
+        ["--models=resnet18,densenet201", "--backends=jax", "--precision=bf16",
+         "--memory_efficient"]
+    )  # fmt: skip
+    combos = throughput.combos_from_args(args)
+    assert [(c.label, c.memory_efficient) for c in combos] == [
+        ("resnet18", False), ("densenet201[memory_efficient]", True),
+    ]  # fmt: skip
+    assert bench_recipe(combos[1]).model_kwargs() == {"memory_efficient": True}
+    # A plain densenet201 row does not count as the memory-efficient one (--append).
+    plain = Combo("densenet201", "jax", "bf16", 256)
+    done = [{**plain.to_dict(), "model": plain.label}]
+    assert throughput.pending([combos[1], plain], done) == [combos[1]]
 
 
 def test_append_measures_only_missing_combinations(tmp_path):

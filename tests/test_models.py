@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import functools
+import io
+import re
 
 import jax
+import jax.ad_checkpoint
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -137,3 +142,78 @@ def test_grouped_conv_kernel_gradient_matches_xla(stride: int) -> None:
     got = jax.grad(loss(grouped_conv_general_dilated), (0, 1))(x, k)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+_SHORT_DTYPES = {"f32": "float32", "bf16": "bfloat16", "f16": "float16", "f64": "float64",
+                 "i32": "int32", "i8": "int8", "u8": "uint8"}  # fmt: skip
+_RESIDUAL = re.compile(r"^(\w+)\[([\d,]*)\] (.*)$")
+
+
+def _saved_activation_bytes(loss_fn, params) -> int:
+    """Bytes of the activations JAX keeps for the backward pass of ``loss_fn`` (parameters and
+    constants excluded), from ``jax.ad_checkpoint.print_saved_residuals``'s listing."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        jax.ad_checkpoint.print_saved_residuals(loss_fn, params)
+    total = 0
+    for line in out.getvalue().splitlines():
+        match = _RESIDUAL.match(line)
+        if match is None or "from the argument" in line or "from a" in match.group(3):
+            continue
+        dtype, dims = match.group(1), match.group(2)
+        size = int(np.prod([int(d) for d in dims.split(",") if d]))
+        total += size * jnp.dtype(_SHORT_DTYPES.get(dtype, dtype)).itemsize
+    return total
+
+
+def test_memory_efficient_densenet_recomputes_the_bottlenecks_with_the_same_numbers() -> None:
+    """``memory_efficient`` (every bottleneck, its concatenation included, under ``nnx.remat``)
+    changes what is kept for the backward pass, not the maths: the same train-mode logits,
+    gradients and BN statistics, and fewer saved activation bytes. A small DenseNet (the same
+    layers, fewer of them) keeps it fast; DenseNet-201's figures are in BENCHMARKS.md."""
+    from jax_impl.models.densenet import DenseNet
+
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 32, 32, 1)), jnp.float32)
+    y = jnp.arange(8) % NUM_CLASSES
+    results = {}
+    for memory_efficient in (False, True):
+        model = DenseNet(8, (4, 4), 16, NUM_CLASSES, memory_efficient=memory_efficient)
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+        def loss_fn(params: nnx.State, graphdef=graphdef, rest=rest):
+            m = nnx.merge(graphdef, params, rest, copy=True)
+            logits = m(x)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+            return loss, (logits, nnx.state(m, nnx.BatchStat))
+
+        grads, (logits, stats) = jax.jit(jax.grad(loss_fn, has_aux=True))(params)
+        results[memory_efficient] = {
+            "saved": _saved_activation_bytes(lambda p, f=loss_fn: f(p)[0], params),
+            "logits": np.asarray(logits),
+            "grads": [np.asarray(g) for g in jax.tree.leaves(grads)],
+            "stats": [np.asarray(s) for s in jax.tree.leaves(stats)],
+        }
+    plain, remat = results[False], results[True]
+    np.testing.assert_allclose(remat["logits"], plain["logits"], rtol=1e-5, atol=1e-6)
+    for a, b in zip(remat["grads"] + remat["stats"], plain["grads"] + plain["stats"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert 0 < remat["saved"] < 0.75 * plain["saved"], (remat["saved"], plain["saved"])
+
+
+def test_memory_efficient_is_torchvision_s_flag_and_a_densenet_only_recipe_option() -> None:
+    from shared_data.recipe import Recipe, RecipeError, add_recipe_flags, recipe_from_args
+
+    model = torch_models.create_model("densenet201", NUM_CLASSES, memory_efficient=True)
+    assert model.features.denseblock1.denselayer1.memory_efficient is True
+    plain = torch_models.create_model("densenet201", NUM_CLASSES)
+    assert plain.features.denseblock1.denselayer1.memory_efficient is False
+    assert Recipe(model="densenet201", memory_efficient=True).model_kwargs() == {
+        "memory_efficient": True
+    }
+    assert Recipe(model="densenet201").model_kwargs() == {}
+    parser = argparse.ArgumentParser()
+    add_recipe_flags(parser)
+    args = parser.parse_args(["--model=densenet201", "--memory_efficient"])
+    assert recipe_from_args(args).model_kwargs() == {"memory_efficient": True}
+    with pytest.raises(RecipeError, match="--memory_efficient applies to densenet201 only"):
+        Recipe(model="resnet18", memory_efficient=True)

@@ -118,7 +118,9 @@ class _Run:
         self.data = load_training_data(recipe, dataset)
         self.device, self.memory_format = rt.device, torch.channels_last
         steps.seed_init_rng(recipe.seed)
-        self.model = create_model(recipe.model, self.data.num_classes, in_chans=1)
+        self.model = create_model(
+            recipe.model, self.data.num_classes, in_chans=1, **recipe.model_kwargs()
+        )
         self.model.to(device=self.device, memory_format=self.memory_format)
         self.optimizer = steps.build_optimizer(self.model.parameters(), recipe)
         self.scheduler = build_scheduler(self.optimizer, recipe)

@@ -30,19 +30,44 @@ from jax_impl.models.registry import register_model
 Dtype = Any
 
 
-class DenseLayer(nnx.Module):
-    """BN-ReLU-conv1x1 (``bn_size * growth_rate``) then BN-ReLU-conv3x3 (``growth_rate``)."""
+def _bottleneck(layer: DenseLayer, features: list[jax.Array]) -> jax.Array:
+    """norm1-relu-conv1 over the concatenation of ``features`` (each ``[B, H, W, n_i]``):
+    ``[B, H, W, bn_size * growth_rate]``."""
+    x = features[0] if len(features) == 1 else jnp.concatenate(features, axis=-1)
+    return layer.conv1(nnx.relu(layer.norm1(x)))
 
-    def __init__(self, in_features: int, growth_rate: int, bn_size: int, **kw: Any):
+
+class DenseLayer(nnx.Module):
+    """BN-ReLU-conv1x1 (``bn_size * growth_rate``) then BN-ReLU-conv3x3 (``growth_rate``).
+
+    ``memory_efficient`` (torchvision's flag of the same name) wraps the bottleneck, the
+    concatenation of the earlier features included, in ``nnx.remat``: the concatenated input and
+    its normalised, rectified copy are recomputed in the backward pass instead of being kept. Those
+    grow with every layer of a block, so they are most of DenseNet's activation memory. The
+    outputs, gradients and BN statistics are those of the plain layer.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        growth_rate: int,
+        bn_size: int,
+        *,
+        memory_efficient: bool = False,
+        **kw: Any,
+    ):
         ck = dict(kernel_init=kaiming_normal_fan_in, **kw)
+        self.memory_efficient = memory_efficient
         self.norm1 = BatchNorm(in_features, **kw)
         self.conv1 = conv2d(in_features, bn_size * growth_rate, 1, **ck)
         self.norm2 = BatchNorm(bn_size * growth_rate, **kw)
         self.conv2 = conv2d(bn_size * growth_rate, growth_rate, 3, padding=1, **ck)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """``[B, H, W, in_features] -> [B, H, W, growth_rate]`` (the new features only)."""
-        out = self.conv1(nnx.relu(self.norm1(x)))
+    def __call__(self, features: list[jax.Array]) -> jax.Array:
+        """The block's features so far (concatenated along channels: ``in_features``) ->
+        ``[B, H, W, growth_rate]`` (the new features only)."""
+        bottleneck = nnx.remat(_bottleneck) if self.memory_efficient else _bottleneck
+        out = bottleneck(self, features)
         return self.conv2(nnx.relu(self.norm2(out)))
 
 
@@ -57,16 +82,24 @@ class Transition(nnx.Module):
         return avg_pool2d(self.conv(nnx.relu(self.norm(x))), 2, 2)
 
 
-def _dense_block(x: jax.Array, block: nnx.Dict[DenseLayer]) -> jax.Array:
+def _dense_block(x: jax.Array, block: nnx.Dict[DenseLayer], memory_efficient: bool) -> jax.Array:
     """Each layer sees the block input and all earlier layers' outputs, concatenated in order.
 
-    One running concatenation (``x = [x, layer(x)]``) equals torchvision's re-concatenation of
-    the list of all features, and keeps the traced graph linear in depth (the gradient of an
-    n-way concatenation is n slices).
+    Plain: one running concatenation (``x = [x, layer(x)]``), equal to torchvision's
+    re-concatenation of the list of all features, keeps the traced graph linear in depth (the
+    gradient of an n-way concatenation is n slices). Memory-efficient: like torchvision, each layer
+    gets the list and concatenates it inside its rematerialised bottleneck, so no concatenation
+    is kept for the backward pass; the block's output is concatenated once.
     """
-    for i in range(len(block)):
-        x = jnp.concatenate([x, block[f"denselayer{i + 1}"](x)], axis=-1)
-    return x
+    n = len(block)
+    if not memory_efficient:
+        for i in range(n):
+            x = jnp.concatenate([x, block[f"denselayer{i + 1}"]([x])], axis=-1)
+        return x
+    features = [x]
+    for i in range(n):
+        features.append(block[f"denselayer{i + 1}"](features))
+    return jnp.concatenate(features, axis=-1)
 
 
 class DenseNet(nnx.Module):
@@ -77,6 +110,7 @@ class DenseNet(nnx.Module):
         num_classes, in_chans: head size and input channels.
         dtype: compute dtype (float32; bfloat16 on the GPU). param_dtype: parameter dtype.
         name: the registry name, used in error messages.
+        memory_efficient: rematerialise every dense layer's bottleneck (:class:`DenseLayer`).
     """
 
     def __init__(
@@ -92,10 +126,12 @@ class DenseNet(nnx.Module):
         param_dtype: Dtype = jnp.float32,
         rngs: nnx.Rngs | None = None,
         name: str = "densenet",
+        memory_efficient: bool = False,
     ):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=default_rngs(rngs))
         self.name = name
         self.in_chans = in_chans
+        self.memory_efficient = memory_efficient
         self.n_blocks = len(block_config)
         features: dict[str, nnx.Module] = {
             "conv0": conv2d(
@@ -108,7 +144,11 @@ class DenseNet(nnx.Module):
             layers = {}
             for i in range(n_layers):
                 layers[f"denselayer{i + 1}"] = DenseLayer(
-                    n + i * growth_rate, growth_rate, bn_size, **kw
+                    n + i * growth_rate,
+                    growth_rate,
+                    bn_size,
+                    memory_efficient=memory_efficient,
+                    **kw,
                 )
             features[f"denseblock{b}"] = nnx.Dict(layers)
             n += n_layers * growth_rate
@@ -128,7 +168,7 @@ class DenseNet(nnx.Module):
         f = self.features
         x = nnx.relu(f["norm0"](f["conv0"](x)))
         for b in range(1, self.n_blocks + 1):
-            x = _dense_block(x, f[f"denseblock{b}"])
+            x = _dense_block(x, f[f"denseblock{b}"], self.memory_efficient)
             if b != self.n_blocks:
                 x = f[f"transition{b}"](x)
         x = nnx.relu(f["norm5"](x))
