@@ -135,12 +135,15 @@ def test_bad_flags_are_user_errors():
         throughput.main(["--batch_size=big"])
 
 
+def _combos(*flags: str) -> list[Combo]:
+    return throughput.combos_from_args(throughput.build_parser().parse_args(list(flags)))
+
+
 def test_combinations_are_model_major_with_every_batch():
-    args = throughput.build_parser().parse_args(
-        ["--models=resnet18,densenet201", "--backends=jax,torch", "--precision=fp32",
-         "--batch_size=256,64"]
+    combos = _combos(
+        "--models=resnet18,densenet201", "--backends=jax,torch", "--precision=fp32",
+        "--batch_size=256,64",
     )  # fmt: skip
-    combos = throughput.combos_from_args(args)
     assert len(combos) == 8
     assert [(c.model, c.batch_size, c.backend) for c in combos[:4]] == [
         ("resnet18", 256, "jax"), ("resnet18", 256, "torch"),
@@ -149,11 +152,10 @@ def test_combinations_are_model_major_with_every_batch():
 
 
 def test_memory_efficient_marks_the_densenet_rows_only():
-    args = throughput.build_parser().parse_args(
-        ["--models=resnet18,densenet201", "--backends=jax", "--precision=bf16",
-         "--memory_efficient"]
+    combos = _combos(
+        "--models=resnet18,densenet201", "--backends=jax", "--precision=bf16",
+        "--memory_efficient",
     )  # fmt: skip
-    combos = throughput.combos_from_args(args)
     assert [(c.label, c.memory_efficient) for c in combos] == [
         ("resnet18", False), ("densenet201[memory_efficient]", True),
     ]  # fmt: skip
