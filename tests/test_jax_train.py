@@ -22,7 +22,7 @@ from jax_impl import cv as cv_lib
 from jax_impl import data as data_lib
 from jax_impl import train as train_lib
 from jax_impl import train_step as ts
-from shared_data import metrics_log, splits
+from shared_data import cv_folds, metrics_log, splits
 from shared_data.builder import open_dataset
 from shared_data.cli import run_main
 from shared_data.members import DATASET_KEY, dataset_record
@@ -351,4 +351,4 @@ def test_cv_trains_every_fold_and_reports_mean_and_std(tmp_path, capsys, monkeyp
     assert summary["best_val_acc_std"] == pytest.approx(0.1)  # sample std (ddof=1)
     assert summary["final_val_acc_mean"] == pytest.approx(0.7)
     assert json.loads((tmp_path / "cv.json").read_text()) == summary
-    assert "0.8000 +- 0.1000" in cv_lib.format_summary(summary)
+    assert "0.8000 +- 0.1000" in cv_folds.format_summary(summary)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from shared_data import splits
+from shared_data import cv_folds, splits
 from shared_data.builder import VocalMelsConfig, build_dataset, open_dataset
 from shared_data.cli import run_main
 from shared_data.errors import DataError, UserError
@@ -273,11 +273,11 @@ def test_cv_mean_and_sample_std():
         {"fold": k, "best_val_acc": a, "final_val_acc": a - 0.1}
         for k, a in enumerate((0.5, 0.7, 0.9))
     ]
-    s = cv_lib.summarize("lstm", per_fold)
+    s = cv_folds.summarize("torch", "lstm", per_fold)
     assert s["best_val_acc_mean"] == pytest.approx(0.7)
     assert s["best_val_acc_std"] == pytest.approx(0.2)
     assert s["final_val_acc_mean"] == pytest.approx(0.6)
-    assert cv_lib.mean_std([0.8]) == (0.8, 0.0)
+    assert cv_folds.mean_std([0.8]) == (0.8, 0.0)
 
 
 def test_epoch_batch_sampler_resumes_mid_epoch_and_shards_by_rank():
