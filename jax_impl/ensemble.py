@@ -18,7 +18,6 @@ Which checkpoint: ``--checkpoint=best`` (default; the best-validation one, as th
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from collections.abc import Mapping, Sequence
@@ -33,7 +32,7 @@ from flax import nnx
 from jax_impl.models import create_model
 from shared_data import ensemble_eval as ev
 from shared_data.cli import run_main
-from shared_data.members import MemberError, MemberInfo, parse_members_flag, read_members
+from shared_data.members import MemberError, MemberInfo, read_members
 
 __all__ = [
     "CHECKPOINTS",
@@ -228,30 +227,11 @@ def load_ensemble(
     ]
 
 
-def build_parser(prog: str = "python -m jax_impl.ensemble") -> argparse.ArgumentParser:
-    from shared_data.ensemble_cli import add_dataset_flags, add_ensemble_flags
-
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Evaluate an ensemble of training runs (either backend)."
-    )
-    add_ensemble_flags(parser)
-    add_dataset_flags(parser)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
     """Print the members' and the ensemble's accuracy on the chosen split and fold."""
-    from shared_data.ensemble_cli import print_accuracy
+    from shared_data.ensemble_cli import run_ensemble_cli
 
-    args = build_parser().parse_args(argv)
-    predictors = load_ensemble(
-        parse_members_flag(args.members),
-        route=args.route,
-        checkpoint=args.checkpoint,
-        batch_size=args.batch_size,
-    )
-    print_accuracy(predictors, args)
-    return 0
+    return run_ensemble_cli(load_ensemble, argv, "python -m jax_impl.ensemble")
 
 
 if __name__ == "__main__":

@@ -152,16 +152,44 @@ def accuracy_table(summary: Mapping[str, Any]) -> str:
     return format_table(("member", "run", "clip_acc", "song_acc"), rows)
 
 
-def print_accuracy(predictors: Sequence[ev.Predictor], args: argparse.Namespace) -> dict[str, Any]:
-    """Evaluate (:func:`evaluate_members`) and print the heading and :func:`accuracy_table`."""
-    summary, _, _ = evaluate_members(predictors, args)
+def load_from_args(load_ensemble: Any, args: argparse.Namespace) -> list[ev.Predictor]:
+    """A backend's ``load_ensemble`` applied to the flags of :func:`add_ensemble_flags`."""
+    return load_ensemble(
+        parse_members_flag(args.members),
+        route=args.route,
+        checkpoint=args.checkpoint,
+        batch_size=args.batch_size,
+    )
+
+
+def _print_accuracy(summary: Mapping[str, Any]) -> None:
+    """The heading (dataset, split, fold, counts) and :func:`accuracy_table`."""
     fold = "all folds" if summary["fold"] is None else f"fold {summary['fold']}"
     print(
         f"{summary['dataset']} split {summary['split']}, {fold}: {summary['num_clips']} clips, "
         f"{summary['num_songs']} songs"
     )
     print(accuracy_table(summary))
+
+
+def print_accuracy(predictors: Sequence[ev.Predictor], args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate (:func:`evaluate_members`) and print the heading and :func:`accuracy_table`."""
+    summary, _, _ = evaluate_members(predictors, args)
+    _print_accuracy(summary)
     return summary
+
+
+def run_ensemble_cli(load_ensemble: Any, argv: list[str] | None, prog: str) -> int:
+    """The whole ``ensemble`` CLI (members' and ensemble's accuracy on a split and fold), given a
+    backend's ``load_ensemble``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Evaluate an ensemble of training runs (either backend)."
+    )
+    add_ensemble_flags(parser)
+    add_dataset_flags(parser)
+    args = parser.parse_args(argv)
+    print_accuracy(load_from_args(load_ensemble, args), args)
+    return 0
 
 
 def build_evaluate_parser(prog: str) -> argparse.ArgumentParser:
@@ -226,20 +254,9 @@ def run_evaluate(load_ensemble: Any, argv: list[str] | None, prog: str) -> int:
     from shared_data.report import format_metrics_table
 
     args = build_evaluate_parser(prog).parse_args(argv)
-    predictors = load_ensemble(
-        parse_members_flag(args.members),
-        route=args.route,
-        checkpoint=args.checkpoint,
-        batch_size=args.batch_size,
-    )
-    summary, result, clips = evaluate_members(predictors, args)
+    summary, result, clips = evaluate_members(load_from_args(load_ensemble, args), args)
     paths = write_evaluation(args.out, summary, result, clips)
-    fold = "all folds" if summary["fold"] is None else f"fold {summary['fold']}"
-    print(
-        f"{summary['dataset']} split {summary['split']}, {fold}: {summary['num_clips']} clips, "
-        f"{summary['num_songs']} songs"
-    )
-    print(accuracy_table(summary))
+    _print_accuracy(summary)
     print(f"\nper class (song level, rule {summary['ensemble']['song_rule']}):")
     print(format_metrics_table(summary["ensemble"]["song"]))
     print(f"\nreport: {paths['report']}")

@@ -28,9 +28,9 @@ import numpy as np
 from shared_data import ensemble_core as core
 from shared_data import ensemble_eval as ev
 from shared_data.audio import load_audio
+from shared_data.ensemble_cli import load_from_args
 from shared_data.errors import AudioError, DataError
 from shared_data.features import song_to_mels
-from shared_data.members import parse_members_flag
 from shared_data.report import format_table
 from shared_data.separation import get_separator, select_stem
 
@@ -239,12 +239,7 @@ def run_predict(
             "give either audio files (SONG ...) or --dataset=NAME (to predict its --split), not "
             f"{'both' if args.songs else 'neither'}"
         )
-    predictors = load_ensemble(
-        parse_members_flag(args.members),
-        route=args.route,
-        checkpoint=args.checkpoint,
-        batch_size=args.batch_size,
-    )
+    predictors = load_from_args(load_ensemble, args)
     info = predictors[0].info
     names = info.label_names
     failures: list[SongFailure] = []

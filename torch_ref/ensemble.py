@@ -8,7 +8,6 @@ member is loaded from its ``checkpoints/best.pt`` (or ``latest.pt``); a JAX memb
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 
 from shared_data import ensemble_eval as ev
 from shared_data.cli import run_main
-from shared_data.members import MemberError, MemberInfo, parse_members_flag, read_members
+from shared_data.members import MemberError, MemberInfo, read_members
 from torch_ref.models import create_model
 
 __all__ = [
@@ -148,30 +147,11 @@ def load_ensemble(
     ]
 
 
-def build_parser(prog: str = "python -m torch_ref.ensemble") -> argparse.ArgumentParser:
-    from shared_data.ensemble_cli import add_dataset_flags, add_ensemble_flags
-
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Evaluate an ensemble of training runs (either backend)."
-    )
-    add_ensemble_flags(parser)
-    add_dataset_flags(parser)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
     """Print the members' and the ensemble's accuracy on the chosen split and fold."""
-    from shared_data.ensemble_cli import print_accuracy
+    from shared_data.ensemble_cli import run_ensemble_cli
 
-    args = build_parser().parse_args(argv)
-    predictors = load_ensemble(
-        parse_members_flag(args.members),
-        route=args.route,
-        checkpoint=args.checkpoint,
-        batch_size=args.batch_size,
-    )
-    print_accuracy(predictors, args)
-    return 0
+    return run_ensemble_cli(load_ensemble, argv, "python -m torch_ref.ensemble")
 
 
 if __name__ == "__main__":
