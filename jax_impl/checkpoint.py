@@ -23,33 +23,9 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from shared_data.errors import UserError
+from shared_data.resume_check import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
-# Recipe fields a resumed run may change (as ``torch_ref.checkpoint``): none alters the run.
-RESUMABLE_CHANGES = frozenset(
-    {"workdir", "data_dir", "resume", "log_every", "eval_every", "checkpoint_every", "num_workers"}
-)
-
-
-class CheckpointError(UserError):
-    """A checkpoint could not be written or does not fit the run that tries to resume from it."""
-
-
-def check_same_run(stored: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> None:
-    """Refuse to resume a checkpoint whose recipe differs in anything that changes the run.
-
-    Raises:
-        CheckpointError: naming every differing flag, old and new value.
-    """
-    keys = (set(stored) | set(current)) - RESUMABLE_CHANGES
-    diffs = sorted(k for k in keys if stored.get(k) != current.get(k))
-    if diffs:
-        detail = ", ".join(f"--{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in diffs)
-        raise CheckpointError(
-            f"{path} was written by a different recipe ({detail}); pass the same flags to "
-            "resume, or use a fresh --workdir (or --resume=false with an empty one)"
-        )
 
 
 def _val_acc(metrics: Mapping[str, Any]) -> float:

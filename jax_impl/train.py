@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from jax_impl import data as data_lib
 from jax_impl import train_step as ts
-from jax_impl.checkpoint import Checkpoints, abstract_like, check_same_run
+from jax_impl.checkpoint import Checkpoints, abstract_like
 from jax_impl.models import create_model
 from jax_impl.schedule import schedule_from_recipe
 from shared_data.cli import run_main
@@ -50,6 +50,7 @@ from shared_data.errors import DataError, UserError
 from shared_data.members import DATASET_KEY, dataset_record
 from shared_data.metrics_log import MetricsLogger, plot_curves, read_metrics
 from shared_data.recipe import Recipe, add_recipe_flags, recipe_from_args
+from shared_data.resume_check import check_same_run
 from shared_data.runinfo import write_run_info
 
 SYNTHETIC_CONFIGS = ("synthetic", "synthetic_small")

@@ -24,21 +24,11 @@ from typing import Any
 
 import torch
 
-from shared_data.errors import UserError
+from shared_data.resume_check import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST_FILE = "latest.pt"
 BEST_FILE = "best.pt"
-
-# Recipe fields that may change between an interrupted run and its resume without changing what
-# is computed (where things are written, how often things are logged).
-RESUMABLE_CHANGES = frozenset(
-    {"workdir", "data_dir", "resume", "log_every", "eval_every", "checkpoint_every", "num_workers"}
-)
-
-
-class CheckpointError(UserError):
-    """A checkpoint could not be written, or does not belong to the run that tries to resume."""
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
@@ -69,18 +59,6 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
         raise CheckpointError(
             f"checkpoint {path} cannot be read ({err}); remove it or use a fresh --workdir"
         ) from err
-
-
-def check_same_run(stored: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    """Refuse to resume a checkpoint whose recipe differs in anything that changes the run."""
-    keys = (set(stored) | set(current)) - RESUMABLE_CHANGES
-    diffs = sorted(k for k in keys if stored.get(k) != current.get(k))
-    if diffs:
-        detail = ", ".join(f"--{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in diffs)
-        raise CheckpointError(
-            f"{path} was written by a different recipe ({detail}); pass the same flags to "
-            "resume, or use a fresh --workdir (or --resume=false with an empty one)"
-        )
 
 
 class Checkpoints:

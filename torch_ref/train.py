@@ -38,9 +38,10 @@ from shared_data.errors import UserError
 from shared_data.members import DATASET_KEY
 from shared_data.metrics_log import MetricsLogger, plot_curves
 from shared_data.recipe import Recipe, add_recipe_flags, recipe_from_args
+from shared_data.resume_check import check_same_run
 from shared_data.runinfo import write_run_info
 from torch_ref import augment, steps
-from torch_ref.checkpoint import Checkpoints, check_same_run, rng_state, set_rng_state
+from torch_ref.checkpoint import Checkpoints, rng_state, set_rng_state
 from torch_ref.data import load_training_data, train_loader, val_loader
 from torch_ref.models import create_model
 from torch_ref.schedule import build_scheduler, step_scheduler
