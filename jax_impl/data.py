@@ -100,10 +100,6 @@ def load_training_data(recipe: Any, dataset: Any) -> TrainingData:
         )
     folds, labels = splits.read_fold_labels(source)
     train, val = splits.fold_split(folds, recipe.fold, recipe.folds)
-    songs = []
-    for i in val:
-        song = source[int(i)]["song_id"]
-        songs.append(song.decode() if isinstance(song, bytes) else str(song))
     try:
         norm = Normalizer(float(dataset.metadata["mel_mean"]), float(dataset.metadata["mel_std"]))
     except KeyError as err:
@@ -115,7 +111,7 @@ def load_training_data(recipe: Any, dataset: Any) -> TrainingData:
         train_indices=train,
         val_indices=val,
         val_labels=labels[val],
-        val_songs=np.asarray(songs),
+        val_songs=splits.song_ids(source, val),
         label_names=tuple(dataset.label_names),
         norm=norm,
         seed=recipe.seed,

@@ -45,6 +45,7 @@ from jax_impl import train_step as ts
 from jax_impl.checkpoint import Checkpoints, abstract_like
 from jax_impl.models import create_model
 from jax_impl.schedule import schedule_from_recipe
+from shared_data import splits
 from shared_data.cli import run_main
 from shared_data.errors import DataError, UserError
 from shared_data.members import DATASET_KEY, dataset_record
@@ -171,13 +172,11 @@ def evaluate(
     logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
     val_loss = float(-logp[np.arange(len(labels)), labels].mean())
     val_acc = float((logits.argmax(-1) == labels).mean())
-    probs = np.exp(logp)
-    songs = sorted(set(data.val_songs.tolist()))
-    hits = []
-    for song in songs:
-        rows = data.val_songs == song
-        hits.append(probs[rows].sum(0).argmax() == labels[rows][0])
-    return {"val_loss": val_loss, "val_acc": val_acc, "val_song_acc": float(np.mean(hits))}
+    row, song_labels = splits.song_index(data.val_songs, labels)
+    song_probs = np.zeros((len(song_labels), logits.shape[-1]))
+    np.add.at(song_probs, row, np.exp(logp))
+    song_acc = splits.song_accuracy(song_probs, song_labels)
+    return {"val_loss": val_loss, "val_acc": val_acc, "val_song_acc": song_acc}
 
 
 # --- the loop ---------------------------------------------------------------------------------

@@ -102,10 +102,12 @@ def test_run_directory_outputs(full_run, tiny):
     assert [r["epoch"] for r in records] == [0, 1]
     for r in records:
         assert 0.0 <= r["val_acc"] <= 1.0 and np.isfinite(r["val_loss"])
+        assert 0.0 <= r["val_song_acc"] <= 1.0  # the same keys as jax_impl.train writes
         assert np.isfinite(r["train_loss"]) and r["lr"] > 0
     assert [r["mixup"] for r in records] == [True, False]  # Mixup for the first half only
     assert records[-1]["step"] == 2 * tiny["steps"]
     assert full_run["summary"]["best_val_acc"] == max(r["val_acc"] for r in records)
+    assert full_run["summary"]["final_val_song_acc"] == records[-1]["val_song_acc"]
 
     info = json.loads((workdir / "recipe.json").read_text())
     assert info["run"]["backend"] == "torch"

@@ -104,6 +104,8 @@ class TrainingData:
     source: Sequence[dict[str, Any]]
     train_indices: np.ndarray  # int64, source positions of folds != k
     val_indices: np.ndarray  # int64, source positions of fold k
+    val_labels: np.ndarray  # int64 [n_val]
+    val_songs: np.ndarray  # str [n_val], the song of each validation clip
     label_names: tuple[str, ...]
     mel_mean: float
     mel_std: float
@@ -143,12 +145,14 @@ def load_training_data(recipe: Any, dataset: Any | None = None) -> TrainingData:
             f"(or rebuild it with --folds={recipe.folds})"
         )
     source = dataset.source("train")
-    folds, _ = splits.read_fold_labels(source)
+    folds, labels = splits.read_fold_labels(source)
     train, val = splits.fold_split(folds, recipe.fold, recipe.folds)
     data = TrainingData(
         source=source,
         train_indices=train,
         val_indices=val,
+        val_labels=labels[val],
+        val_songs=splits.song_ids(source, val),
         label_names=tuple(dataset.label_names),
         mel_mean=float(dataset.metadata["mel_mean"]),
         mel_std=float(dataset.metadata["mel_std"]),

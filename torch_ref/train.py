@@ -8,15 +8,15 @@ runs DDP (``WORLD_SIZE``/``LOCAL_RANK`` from torchrun; NCCL on GPUs, gloo on the
 API for tests and ``torch_ref.cv``::
 
     summary = train_and_evaluate(recipe, compile_model=False, dataset=None, on_step=None)
-    # summary: workdir, best_val_acc, best_epoch, final_val_acc, epochs_done, global_step, ...
+    # summary: workdir, best_val_acc, best_epoch, final_val_acc, final_val_song_acc, ...
 
 A run directory (``--workdir``, default ``runs/torch/<model>/fold<k>``) holds
 ``checkpoints/{latest,best}.pt`` (:mod:`torch_ref.checkpoint`), ``metrics.jsonl`` (one object per
 epoch: ``epoch`` (0-based), ``step``, ``train_loss``, ``train_acc``, ``lr``, ``mixup``,
-``val_loss``, ``val_acc``, ``time_s``), ``recipe.json`` (resolved recipe, backend, versions, git
-revision), TensorBoard events under ``tensorboard/`` (``tensorboardX``: no TensorFlow) and
-``curves.png``. A run whose workdir holds a checkpoint resumes from it by default, at the same
-epoch and step and with the same data order and random draws.
+``val_loss``, ``val_acc``, ``val_song_acc``, ``time_s``), ``recipe.json`` (resolved recipe,
+backend, versions, git revision), TensorBoard events under ``tensorboard/`` (``tensorboardX``: no
+TensorFlow) and ``curves.png``. A run whose workdir holds a checkpoint resumes from it by default,
+at the same epoch and step and with the same data order and random draws.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from shared_data import splits
 from shared_data.cli import run_main
 from shared_data.errors import UserError
 from shared_data.members import DATASET_KEY
@@ -142,6 +143,9 @@ class _Run:
         self.val_loader = val_loader(
             self.data, recipe, rank=rt.rank, world=rt.world, pin_memory=pin
         )
+        rows, self.song_labels = splits.song_index(self.data.val_songs, self.data.val_labels)
+        self.song_row = torch.full((len(self.data.source),), -1, dtype=torch.int64)
+        self.song_row[torch.from_numpy(self.data.val_indices)] = torch.from_numpy(rows)
         self.spec = recipe.spec_augment()
         self.autocast_dtype = torch.bfloat16 if recipe.precision == "bf16" else None
 
@@ -280,30 +284,41 @@ class _Run:
         }
 
     def validate(self) -> dict[str, float]:
-        """``val_loss`` and ``val_acc`` over the whole validation fold (all processes)."""
+        """``val_loss``, ``val_acc`` and ``val_song_acc`` over the validation fold (all processes).
+
+        Song accuracy sums the clips' softmax probabilities per song (the way the ensemble votes).
+        """
         totals = steps.evaluate(
-            self.model, self.val_loader, self.device, self.autocast_dtype, self.memory_format
+            self.model,
+            self.val_loader,
+            self.device,
+            self.autocast_dtype,
+            self.memory_format,
+            song_row=self.song_row,
+            num_songs=len(self.song_labels),
         )
+        song_probs = _all_reduce(totals.pop("song_probs"), self.rt).cpu().numpy()
         sums = self.reduced(totals)
         return {
             "val_loss": sums["loss_sum"] / sums["count"],
             "val_acc": sums["correct"] / sums["count"],
+            "val_song_acc": splits.song_accuracy(song_probs, self.song_labels),
         }
 
-    def run(self, on_step: Callable[[StepInfo], None] | None) -> float | None:
-        """Train the remaining epochs; returns the last validation accuracy (None if none ran)."""
+    def run(self, on_step: Callable[[StepInfo], None] | None) -> dict[str, float]:
+        """Train the remaining epochs; returns the last validation metrics ({} if none ran)."""
         recipe, rt = self.recipe, self.rt
-        last_val_acc = None
+        last_val: dict[str, float] = {}
         self.logger = MetricsLogger(recipe.workdir, enabled=rt.is_main, resume_epoch=self.epoch)
         try:
             for epoch in range(self.epoch, recipe.epochs):
                 t0 = time.perf_counter()
                 record = self.train_epoch(epoch, on_step)
                 if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
-                    record.update(self.validate())
-                    last_val_acc = record["val_acc"]
-                    if last_val_acc > self.best[0]:
-                        self.best = (last_val_acc, epoch)
+                    last_val = self.validate()
+                    record.update(last_val)
+                    if last_val["val_acc"] > self.best[0]:
+                        self.best = (last_val["val_acc"], epoch)
                         if rt.is_main:  # best first: a crash before "latest" redoes the epoch
                             self.ckpts.save_best(self.state(epoch=epoch + 1, step=0, accum={}))
                 record["time_s"] = round(time.perf_counter() - t0, 3)
@@ -315,11 +330,15 @@ class _Run:
                     print(_epoch_line(record, recipe.epochs), flush=True)
         finally:
             self.logger.close()
-        return last_val_acc
+        return last_val
 
 
 def _epoch_line(record: dict[str, Any], epochs: int) -> str:
-    val = f"val_acc {record['val_acc']:.4f}  " if "val_acc" in record else ""
+    val = (
+        f"val_acc {record['val_acc']:.4f}  song acc {record['val_song_acc']:.4f}  "
+        if "val_acc" in record
+        else ""
+    )
     return (
         f"epoch {record['epoch'] + 1}/{epochs}  train_loss {record['train_loss']:.4f}  "
         f"train_acc {record['train_acc']:.4f}  {val}lr {record['lr']:.3g}"
@@ -359,7 +378,7 @@ def train_and_evaluate(
             DATASET_KEY: run.data.record,
         }
         write_run_info(recipe.workdir, recipe, "torch", extra=extra)
-    last_val_acc = run.run(on_step)
+    last_val = run.run(on_step)
     curves = plot_curves(recipe.workdir) if rt.is_main else None
     best_acc, best_epoch = run.best
     return {
@@ -368,7 +387,8 @@ def train_and_evaluate(
         "fold": recipe.fold,
         "best_val_acc": best_acc if best_epoch >= 0 else None,
         "best_epoch": best_epoch if best_epoch >= 0 else None,
-        "final_val_acc": last_val_acc,
+        "final_val_acc": last_val.get("val_acc"),
+        "final_val_song_acc": last_val.get("val_song_acc"),
         "epochs_done": run.epoch,
         "global_step": run.global_step,
         "best_checkpoint": str(run.ckpts.best_path),
