@@ -1,7 +1,7 @@
 """`make demo`'s commands parse into what the README says the demo runs.
 
-The demo itself takes ~13 minutes (README, "What make demo does"); this checks, in a second, that
-the Makefile's flags are valid for the CLIs they are passed to and give the demo's recipe.
+The demo itself takes about 12 minutes (README, "What make demo does"); this checks, in seconds,
+that the Makefile's flags are valid for the CLIs they are passed to and give the demo's recipe.
 """
 
 from __future__ import annotations
