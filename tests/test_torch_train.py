@@ -336,6 +336,9 @@ def test_ddp_on_two_processes_matches_one_process(tiny, tmp_path):
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
     ma, mb = (json.loads((tmp_path / d / "metrics.jsonl").read_text()) for d in ("ddp", "single"))
     assert ma["val_acc"] == mb["val_acc"]
+    # Each rank scores its own clips; the per-song probability sums are all-reduced before the vote.
+    assert ma["val_song_acc"] == mb["val_song_acc"]
+    assert ma["val_loss"] == pytest.approx(mb["val_loss"], rel=1e-5)
     assert ma["train_loss"] == pytest.approx(mb["train_loss"], rel=1e-5)
 
 
