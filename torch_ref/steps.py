@@ -10,7 +10,7 @@ API::
                                num_classes=10, label_smoothing=0.0, fill_value=0.0,
                                autocast_dtype=torch.bfloat16 or None)
     totals = evaluate(model, loader, device, autocast_dtype)  # {"loss_sum", "correct", "count"}
-    totals = evaluate(..., song_row=row_of_record, num_songs=S)  # + "song_probs" [S, C]
+    totals = evaluate(..., song_row=row_of_record, num_songs=S, num_classes=C)  # + "song_probs"
 
 The step's order is the recipe's (and what ``jax_impl`` mirrors): SpecAugment on the normalised
 batch -> one-hot targets (with label smoothing) -> Mixup of inputs and targets -> forward (bf16
@@ -145,18 +145,22 @@ def evaluate(
     memory_format: torch.memory_format = torch.contiguous_format,
     song_row: torch.Tensor | None = None,
     num_songs: int = 0,
+    num_classes: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Summed cross-entropy, correct count and example count over ``loader`` (tensors on device).
 
     With ``song_row`` (int64 ``[len(source)]``: the song row of each source record the loader
     yields, see :func:`shared_data.splits.song_index`) also ``song_probs``: float64
-    ``[num_songs, C]``, the clips' softmax probabilities summed per song (the song vote).
+    ``[num_songs, num_classes]``, the clips' softmax probabilities summed per song (the song
+    vote); all zeros on a rank with no clips, so every DDP rank can all-reduce it.
     """
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     count = torch.zeros((), dtype=torch.int64, device=device)
     song_probs = None
+    if song_row is not None:
+        song_probs = torch.zeros((num_songs, num_classes), dtype=torch.float64, device=device)
     for x, labels, index in loader:
         x = x.to(device, non_blocking=True, memory_format=memory_format)
         labels = labels.to(device, non_blocking=True)
@@ -165,11 +169,7 @@ def evaluate(
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
         correct += (logits.argmax(dim=-1) == labels).sum()
         count += labels.numel()
-        if song_row is not None:
-            if song_probs is None:
-                song_probs = torch.zeros(
-                    (num_songs, logits.shape[-1]), dtype=torch.float64, device=device
-                )
+        if song_probs is not None:
             rows = song_row[index].to(device)
             song_probs.index_add_(0, rows, logits.double().softmax(dim=-1))
     totals = {"loss_sum": loss_sum, "correct": correct, "count": count}

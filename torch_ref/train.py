@@ -296,6 +296,7 @@ class _Run:
             self.memory_format,
             song_row=self.song_row,
             num_songs=len(self.song_labels),
+            num_classes=self.data.num_classes,
         )
         song_probs = _all_reduce(totals.pop("song_probs"), self.rt).cpu().numpy()
         sums = self.reduced(totals)
