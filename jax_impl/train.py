@@ -45,7 +45,7 @@ from jax_impl import train_step as ts
 from jax_impl.checkpoint import Checkpoints, abstract_like
 from jax_impl.models import create_model
 from jax_impl.schedule import schedule_from_recipe
-from shared_data import splits
+from shared_data import ensemble_core as core
 from shared_data.cli import run_main
 from shared_data.errors import DataError, UserError
 from shared_data.members import DATASET_KEY, dataset_record
@@ -155,7 +155,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Validation loss and clip- and song-level accuracy of ``state`` on the validation fold.
 
-    Song accuracy sums the clips' softmax probabilities per song (the way the ensemble votes).
+    Song accuracy averages the clips' softmax probabilities per song (the ensemble's song rule).
     """
     batches = data_lib.eval_batches(
         data.source,
@@ -172,10 +172,9 @@ def evaluate(
     logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
     val_loss = float(-logp[np.arange(len(labels)), labels].mean())
     val_acc = float((logits.argmax(-1) == labels).mean())
-    row, song_labels = splits.song_index(data.val_songs, labels)
-    song_probs = np.zeros((len(song_labels), logits.shape[-1]))
-    np.add.at(song_probs, row, np.exp(logp))
-    song_acc = splits.song_accuracy(song_probs, song_labels)
+    _, song_probs = core.aggregate_songs(np.exp(logp), data.val_songs)
+    song_labels = core.song_labels(labels, data.val_songs)
+    song_acc = core.accuracy(song_probs.argmax(-1), song_labels)
     return {"val_loss": val_loss, "val_acc": val_acc, "val_song_acc": song_acc}
 
 

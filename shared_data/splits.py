@@ -7,9 +7,7 @@ API::
     n_steps = steps_per_epoch(len(train_idx), batch_size)         # full batches only
     order = epoch_order(len(train_idx), seed, epoch)               # permutation, int64 [N]
     idx = batch_indices(order, step, batch_size, rank=r, world=W)  # this rank's shard of a batch
-    songs = song_ids(source, val_idx)                   # str [N_val]
-    row, song_labels = song_index(songs, labels[val_idx])          # int64 [N_val], [S]
-    song_accuracy(song_probs, song_labels)  # song_probs [S, C]: clip probabilities summed per song
+    songs = song_ids(source, val_idx)                              # str [N_val]
 
 The order of an epoch depends only on ``(seed, epoch)``; a batch only on ``(seed, epoch, step)``,
 so a run resumed at any step reads the same examples as an uninterrupted one. Epochs use full
@@ -45,29 +43,6 @@ def song_ids(source: Sequence[dict[str, Any]], indices: np.ndarray) -> np.ndarra
         song = source[int(i)]["song_id"]
         songs.append(song.decode() if isinstance(song, bytes) else str(song))
     return np.asarray(songs, dtype=str)
-
-
-def song_index(
-    songs: Sequence[str] | np.ndarray, labels: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per clip, its song's row (int64 ``[N]``), and per song, its label (int64 ``[S]``).
-
-    Songs are numbered in order of first appearance; a song's label is its first clip's.
-    """
-    order: dict[str, int] = {}
-    index = np.asarray([order.setdefault(str(s), len(order)) for s in songs], dtype=np.int64)
-    first = np.zeros(len(order), dtype=np.int64)
-    first[index[::-1]] = np.arange(len(index) - 1, -1, -1)
-    return index, np.asarray(labels, dtype=np.int64)[first]
-
-
-def song_accuracy(song_probs: np.ndarray, song_labels: np.ndarray) -> float:
-    """Fraction of songs whose summed clip probabilities ``[S, C]`` peak at ``song_labels [S]``.
-
-    Summing softmax probabilities over a song's clips is the ensemble's song vote
-    (``shared_data.ensemble_core``, rule ``mean_prob``: the mean has the same argmax).
-    """
-    return float(np.mean(np.asarray(song_probs).argmax(-1) == np.asarray(song_labels)))
 
 
 def fold_split(folds: np.ndarray, fold: int, num_folds: int) -> tuple[np.ndarray, np.ndarray]:

@@ -55,19 +55,3 @@ def test_read_fold_labels_reads_every_record():
     folds, labels = splits.read_fold_labels(records)
     np.testing.assert_array_equal(folds, [0, 1, 2, 0, 1])
     np.testing.assert_array_equal(labels, [10, 11, 12, 13, 14])
-
-
-def test_song_index_numbers_songs_by_first_appearance_with_their_labels():
-    row, song_labels = splits.song_index(["b", "a", "b", "c", "a"], np.array([3, 1, 3, 0, 1]))
-    assert row.tolist() == [0, 1, 0, 2, 1]
-    assert song_labels.tolist() == [3, 1, 0]
-
-
-def test_song_accuracy_votes_with_summed_clip_probabilities():
-    # Song s: both clips favour the wrong class. Song t: one confident right clip outweighs two
-    # mildly wrong ones (a sum of probabilities, not a majority of argmaxes).
-    clip_probs = np.array([[0.1, 0.9], [0.2, 0.8], [0.95, 0.05], [0.4, 0.6], [0.4, 0.6]])
-    row, song_labels = splits.song_index(["s", "s", "t", "t", "t"], np.array([0, 0, 0, 0, 0]))
-    sums = np.zeros((2, 2))
-    np.add.at(sums, row, clip_probs)
-    assert splits.song_accuracy(sums, song_labels) == 0.5  # song t: 1.75 vs 1.25 for class 0

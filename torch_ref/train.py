@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from shared_data import splits
+from shared_data import ensemble_core as core
 from shared_data.cli import run_main
 from shared_data.errors import UserError
 from shared_data.members import DATASET_KEY
@@ -143,7 +143,8 @@ class _Run:
         self.val_loader = val_loader(
             self.data, recipe, rank=rt.rank, world=rt.world, pin_memory=pin
         )
-        rows, self.song_labels = splits.song_index(self.data.val_songs, self.data.val_labels)
+        _, rows = core.group_songs(self.data.val_songs)
+        self.song_labels = core.song_labels(self.data.val_labels, self.data.val_songs)
         self.song_row = torch.full((len(self.data.source),), -1, dtype=torch.int64)
         self.song_row[torch.from_numpy(self.data.val_indices)] = torch.from_numpy(rows)
         self.spec = recipe.spec_augment()
@@ -303,7 +304,7 @@ class _Run:
         return {
             "val_loss": sums["loss_sum"] / sums["count"],
             "val_acc": sums["correct"] / sums["count"],
-            "val_song_acc": splits.song_accuracy(song_probs, self.song_labels),
+            "val_song_acc": core.accuracy(song_probs.argmax(-1), self.song_labels),
         }
 
     def run(self, on_step: Callable[[StepInfo], None] | None) -> dict[str, float]:
