@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from shared_data.errors import UserError
-from shared_data.recipe import Recipe
+from shared_data.training.recipe import Recipe
 
 BACKENDS: tuple[str, ...] = ("jax", "jax_nnxjit", "torch", "torch_compile")
 PRECISIONS: tuple[str, ...] = ("bf16", "fp32")

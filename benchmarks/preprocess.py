@@ -6,7 +6,7 @@
 Speeds are multiples of real time (seconds of audio per second of wall clock), measured after a
 warm-up call (JAX compilation excluded) and averaged over ``--repeats`` timed calls, on the default
 device of each framework (the CPU unless a GPU is present). The song is a synthetic one
-(``shared_data.synthetic``); the mel frontends featurise its 3-s clips (mono 22,050 Hz).
+(``shared_data.corpus.synthetic``); the mel frontends featurise its 3-s clips (mono 22,050 Hz).
 
 Peak memory of separating one ``--memory-seconds`` song (white noise: memory does not depend on
 content) is measured per backend in a fresh subprocess: peak RSS (``VmHWM``) after a warm-up on
@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from shared_data import features
-from shared_data.spleeter import make_spleeter
-from shared_data.spleeter_chunks import DEFAULT_PARAMS, batch_size_for
-from shared_data.synthetic import generate_song
+from shared_data.corpus.synthetic import generate_song
+from shared_data.dataset import features
+from shared_data.separation.chunks import DEFAULT_PARAMS, batch_size_for
+from shared_data.separation.spleeter import make_spleeter
 
 SR = DEFAULT_PARAMS.sample_rate
 PACKAGES = ("jax", "jaxlib", "flax", "torch", "librosa", "numpy", "soxr")
@@ -68,7 +68,8 @@ def separation_speed(backend: str, song: np.ndarray, repeats: int, batch_patches
 
 
 def mel_speed(clips: np.ndarray, repeats: int) -> dict[str, dict]:
-    """Log-mels of ``clips [N, 66150]`` with librosa (``shared_data.features``) and with JAX."""
+    """Log-mels of ``clips [N, 66150]`` with librosa and with JAX (the feature definition of
+    ``shared_data.dataset.features``)."""
     from jax_impl import features as jax_features
 
     audio = clips.shape[0] * clips.shape[1] / features.DEFAULT_PARAMS.sr

@@ -92,8 +92,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.combo import BACKENDS, PRECISIONS, BenchmarkError, Combo
-from shared_data.model_names import MODEL_NAMES
-from shared_data.recipe import MEMORY_EFFICIENT_MODELS
+from shared_data.training.model_names import MODEL_NAMES
+from shared_data.training.recipe import MEMORY_EFFICIENT_MODELS
 
 SCHEMA_VERSION = 1
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

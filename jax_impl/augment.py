@@ -32,7 +32,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from shared_data.recipe import SpecAugmentSpec
+from shared_data.training.recipe import SpecAugmentSpec
 
 
 class SpecAugmentDraws(NamedTuple):

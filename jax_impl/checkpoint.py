@@ -23,7 +23,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from shared_data.resume_check import CheckpointError
+from shared_data.training.resume_check import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
 

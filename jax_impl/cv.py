@@ -1,9 +1,9 @@
 """K-fold cross-validation in JAX: ``python -m jax_impl.cv --model=NAME --folds=5``.
 
 The mirror of ``torch_ref.cv``; the fold loop, ``<root>/cv.json`` and the statistics are
-``shared_data.cv_folds``'s. Every fold is trained as ``jax_impl.train --fold=k`` would, in
-``<root>/fold<k>`` (``<root>``: ``--workdir`` or ``runs/jax/<model>``); an interrupted CV run
-continues where it stopped. The summary is printed as a table and as one line of JSON.
+``shared_data.training.cross_validation``'s. Every fold is trained as ``jax_impl.train --fold=k``
+would, in ``<root>/fold<k>`` (``<root>``: ``--workdir`` or ``runs/jax/<model>``); an interrupted CV
+run continues where it stopped. The summary is printed as a table and as one line of JSON.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from shared_data import cv_folds
 from shared_data.cli import run_main
-from shared_data.recipe import Recipe, recipe_from_args
+from shared_data.training import cross_validation as cv_folds
+from shared_data.training.recipe import Recipe, recipe_from_args
 
 BACKEND = "jax"
 

@@ -8,13 +8,13 @@ API::
     it = eval_batches(data.source, data.val_indices, global_batch=64, norm=data.norm)  # + "mask"
     for batch in to_device(it, batch_sharding): ...   # global jax.Arrays on the mesh, prefetched
 
-The fold split and the data order come from :mod:`shared_data.splits`, the functions the torch
-backend uses too: the order of an epoch is a pure function of ``(seed, epoch)``, so a resumed run,
-every process of a multi-host run and ``torch_ref`` read the same clips in the same order, and a
-run resumed at step ``s`` of an epoch skips exactly the first ``s`` global batches.
+The fold split and the data order come from :mod:`shared_data.dataset.splits`, the functions the
+torch backend uses too: the order of an epoch is a pure function of ``(seed, epoch)``, so a resumed
+run, every process of a multi-host run and ``torch_ref`` read the same clips in the same order, and
+a run resumed at step ``s`` of an epoch skips exactly the first ``s`` global batches.
 
 Multi-host: every process reads only its rows of each global batch (rows ``[p*b, (p+1)*b)`` with
-``b = global_batch / process_count``, :func:`shared_data.splits.batch_indices`), and
+``b = global_batch / process_count``, :func:`shared_data.dataset.splits.batch_indices`), and
 :func:`to_device` assembles the global ``jax.Array`` with
 ``jax.make_array_from_process_local_data``; the mesh puts process ``p``'s devices on those rows
 because ``jax.devices()`` lists devices process by process.
@@ -30,7 +30,7 @@ import grain
 import jax
 import numpy as np
 
-from shared_data import splits
+from shared_data.dataset import splits
 from shared_data.errors import DataError
 
 Record = dict[str, Any]

@@ -4,11 +4,11 @@
 ensemble on a dataset split (by default on the fold the members held out) and prints every
 member's and the ensemble's clip- and song-level accuracy; ``jax_impl.evaluate`` writes the full
 report. The rules (probability sum over members, mean of clip probabilities per song) are in
-:mod:`shared_data.ensemble_core`.
+:mod:`shared_data.ensemble.core`.
 
-A member's backend is read from its run directory (:mod:`shared_data.members`). A JAX member is
-restored from its orbax checkpoint. A torch member is, with ``--route=convert`` (default), loaded
-into the JAX model by ``jax_impl.convert.torch_to_jax`` and computed here, or with
+A member's backend is read from its run directory (:mod:`shared_data.ensemble.members`). A JAX
+member is restored from its orbax checkpoint. A torch member is, with ``--route=convert`` (default),
+loaded into the JAX model by ``jax_impl.convert.torch_to_jax`` and computed here, or with
 ``--route=native``, computed by torch itself (``torch_ref.ensemble``); both give the same
 probabilities (``parity_tests/test_ensemble.py``). ``torch_ref.ensemble`` mirrors this file.
 
@@ -30,9 +30,9 @@ import numpy as np
 from flax import nnx
 
 from jax_impl.models import create_model
-from shared_data import ensemble_eval as ev
 from shared_data.cli import run_main
-from shared_data.members import MemberError, MemberInfo, read_members
+from shared_data.ensemble import evaluation as ev
+from shared_data.ensemble.members import MemberError, MemberInfo, read_members
 
 __all__ = [
     "CHECKPOINTS",
@@ -190,7 +190,7 @@ def load_member(
     checkpoint: str = "best",
     batch_size: int = DEFAULT_BATCH,
 ) -> ev.Predictor:
-    """A :class:`~shared_data.ensemble_eval.Predictor` for one member in this backend.
+    """A :class:`~shared_data.ensemble.evaluation.Predictor` for one member in this backend.
 
     A torch member is converted (``route="convert"``) or left to torch (``"native"``).
     """
@@ -220,7 +220,7 @@ def load_ensemble(
     checkpoint: str = "best",
     batch_size: int = DEFAULT_BATCH,
 ) -> list[ev.Predictor]:
-    """Read, check (:func:`shared_data.members.read_members`) and load every member."""
+    """Read, check (:func:`shared_data.ensemble.members.read_members`) and load every member."""
     members = read_members(run_dirs)
     return [
         load_member(m, route=route, checkpoint=checkpoint, batch_size=batch_size) for m in members
@@ -229,7 +229,7 @@ def load_ensemble(
 
 def main(argv: list[str] | None = None) -> int:
     """Print the members' and the ensemble's accuracy on the chosen split and fold."""
-    from shared_data.ensemble_cli import run_ensemble_cli
+    from shared_data.ensemble.cli import run_ensemble_cli
 
     return run_ensemble_cli(load_ensemble, argv, "python -m jax_impl.ensemble")
 

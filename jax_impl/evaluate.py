@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from jax_impl.ensemble import load_ensemble
 from shared_data.cli import run_main
-from shared_data.ensemble_cli import run_evaluate
+from shared_data.ensemble.cli import run_evaluate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,14 +1,14 @@
-"""The log-mel frontend in JAX: ``shared_data.features.clips_to_mels`` on the accelerator.
+"""The log-mel frontend in JAX: ``shared_data.dataset.features.clips_to_mels`` on the accelerator.
 
-Computes exactly the features of :mod:`shared_data.features` (librosa's ``melspectrogram`` +
+Computes exactly the features of :mod:`shared_data.dataset.features` (librosa's ``melspectrogram`` +
 ``power_to_db``) from clips already at ``params.sr``: the same window
 (``librosa.filters.get_window``), the same mel filter bank
-(:func:`shared_data.features.mel_filterbank`), librosa's ``center=True`` padding (``pad_mode``,
-"constant" = zeros in librosa 0.11), power, dB with the fixed reference and floor, and the first
-``params.frames`` frames. The FFT runs in float64 as librosa's does (see ``_clips_to_mels``); the
-mel projection runs at full float32 precision even where the default matmul precision is lower
-(TF32 on NVIDIA GPUs), so GPU features match the CPU reference. Resampling and slicing songs into
-clips stay in ``shared_data.features`` (soxr on the host).
+(:func:`shared_data.dataset.features.mel_filterbank`), librosa's ``center=True`` padding
+(``pad_mode``, "constant" = zeros in librosa 0.11), power, dB with the fixed reference and floor,
+and the first ``params.frames`` frames. The FFT runs in float64 as librosa's does (see
+``_clips_to_mels``); the mel projection runs at full float32 precision even where the default matmul
+precision is lower (TF32 on NVIDIA GPUs), so GPU features match the CPU reference. Resampling and
+slicing songs into clips stay in ``shared_data.dataset.features`` (soxr on the host).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import librosa
 import numpy as np
 
-from shared_data.features import DEFAULT_PARAMS, FeatureParams, mel_filterbank
+from shared_data.dataset.features import DEFAULT_PARAMS, FeatureParams, mel_filterbank
 
 
 def _frames(clips: jax.Array, params: FeatureParams) -> jax.Array:
@@ -63,7 +63,7 @@ def clips_to_mels(
     """Log-mels of clips ``[N, clip_samples]`` float32 -> ``[N, n_mels, frames]`` float32.
 
     Jitted per ``params`` (and per batch size ``N``); runs on the default device and returns a
-    device array. Equal to ``shared_data.features.clips_to_mels`` within float32 rounding.
+    device array. Equal to ``shared_data.dataset.features.clips_to_mels`` within float32 rounding.
     """
     clips = jnp.asarray(clips, dtype=jnp.float32)
     if clips.ndim != 2 or clips.shape[1] != params.clip_samples:

@@ -100,7 +100,10 @@ def cosine_restarts_schedule(
 
 
 def schedule_from_recipe(recipe, steps_per_epoch: int) -> optax.Schedule:
-    """The schedule of a resolved :class:`shared_data.recipe.Recipe` (``lr``/``t0_epochs`` set)."""
+    """The schedule of a resolved :class:`~shared_data.training.recipe.Recipe`.
+
+    ``lr`` and ``t0_epochs`` must be set (``recipe.resolved()``).
+    """
     if recipe.lr is None or recipe.t0_epochs is None:
         raise ValueError("schedule_from_recipe needs a resolved recipe (call recipe.resolved())")
     return cosine_restarts_schedule(

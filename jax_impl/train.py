@@ -2,7 +2,7 @@
 
 With no other flag it trains on the ``synthetic`` dataset in the default data directory, building
 it first (with a message) when it is absent. Flags: every field of
-:class:`shared_data.recipe.Recipe` (``--help`` lists them), plus the multi-host ones below.
+:class:`shared_data.training.recipe.Recipe` (``--help`` lists them), plus the multi-host ones below.
 
 Structure (as ``flax/examples/imagenet``): :func:`main` is the thin CLI; :func:`train_and_evaluate`
 is the testable loop, ``(recipe, workdir) -> summary dict``.
@@ -45,14 +45,14 @@ from jax_impl import train_step as ts
 from jax_impl.checkpoint import Checkpoints, abstract_like
 from jax_impl.models import create_model
 from jax_impl.schedule import schedule_from_recipe
-from shared_data import ensemble_core as core
 from shared_data.cli import run_main
+from shared_data.ensemble import core
+from shared_data.ensemble.members import DATASET_KEY, dataset_record
 from shared_data.errors import DataError, UserError
-from shared_data.members import DATASET_KEY, dataset_record
-from shared_data.metrics_log import MetricsLogger, plot_curves, read_metrics
-from shared_data.recipe import Recipe, add_recipe_flags, recipe_from_args
-from shared_data.resume_check import check_same_run
-from shared_data.runinfo import write_run_info
+from shared_data.training.metrics_log import MetricsLogger, plot_curves, read_metrics
+from shared_data.training.recipe import Recipe, add_recipe_flags, recipe_from_args
+from shared_data.training.resume_check import check_same_run
+from shared_data.training.runinfo import write_run_info
 
 SYNTHETIC_CONFIGS = ("synthetic", "synthetic_small")
 
@@ -98,7 +98,7 @@ def open_or_build_dataset(recipe: Recipe, *, log=print) -> Any:
     ``DataError``, which names the build command. In a multi-process run process 0 builds and
     the others wait for it.
     """
-    from shared_data.builder import build_command, build_dataset, open_dataset
+    from shared_data.dataset.builder import build_command, build_dataset, open_dataset
 
     try:
         return open_dataset(recipe.data_dir, recipe.dataset)

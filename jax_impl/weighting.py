@@ -3,8 +3,8 @@ outputs, then BatchNorm; trained on out-of-fold predictions and reported beside 
 
 ``python -m jax_impl.weighting --predictions=DIR_0/predictions.npz,...,DIR_K-1/predictions.npz
 [--out=report.json]`` (the files from ``jax_impl.evaluate``, one per fold; see
-:mod:`shared_data.weighting`) prints, for each held-out fold, the plain sum's and the learned
-weighting's clip and song accuracy, and the weighting's accuracy on its own training folds.
+:mod:`shared_data.ensemble.weighting`) prints, for each held-out fold, the plain sum's and the
+learned weighting's clip and song accuracy, and the weighting's accuracy on its own training folds.
 
 The model: the members' probabilities ``[B, M, C]`` are an image of one channel, ``M`` rows
 (members) by ``C`` columns (classes). One convolution whose kernel spans all ``M`` rows and
@@ -29,9 +29,9 @@ import optax
 from flax import nnx
 
 from shared_data.cli import run_main
+from shared_data.ensemble.report import write_json
+from shared_data.ensemble.weighting import cross_validate, format_report, load_predictions
 from shared_data.errors import DataError
-from shared_data.report import write_json
-from shared_data.weighting import cross_validate, format_report, load_predictions
 
 __all__ = ["LearnedWeighting", "apply_weighting", "fit_weighting", "main"]
 

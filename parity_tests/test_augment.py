@@ -16,7 +16,7 @@ import scipy.stats
 import torch
 
 from jax_impl import augment as jaug
-from shared_data.recipe import SpecAugmentSpec
+from shared_data.training.recipe import SpecAugmentSpec
 from torch_ref import augment as taug
 
 B, H, W, C = 6, 128, 128, 1

@@ -47,13 +47,13 @@ import numpy as np
 import pytest
 
 from jax_impl import ensemble as jax_ensemble
-from shared_data import ensemble_core as core
-from shared_data import ensemble_eval as ev
-from shared_data.audio import write_wav
-from shared_data.builder import open_dataset
-from shared_data.predict_songs import SongPrediction, predict_files
-from shared_data.separation import get_separator
-from shared_data.synthetic import SAMPLE_RATE, generate_song
+from shared_data.audio.decode import write_wav
+from shared_data.corpus.synthetic import SAMPLE_RATE, generate_song
+from shared_data.dataset.builder import open_dataset
+from shared_data.ensemble import core
+from shared_data.ensemble import evaluation as ev
+from shared_data.ensemble.predict import SongPrediction, predict_files
+from shared_data.separation.registry import get_separator
 from tests import ensemble_fixtures as fx
 from torch_ref import ensemble as torch_ensemble
 

@@ -1,4 +1,4 @@
-"""The JAX log-mel frontend against the reference features (librosa) of ``shared_data.features``."""
+"""The JAX log-mel frontend against the librosa features of ``shared_data.dataset.features``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from jax_impl import features as jax_features
-from shared_data import features
-from shared_data.synthetic import GENRES, generate_song
+from shared_data.corpus.synthetic import GENRES, generate_song
+from shared_data.dataset import features
 
 MAX_DB_DIFF = 1e-3
 
@@ -51,8 +51,8 @@ def test_jax_mels_match_librosa(clips):
 
 
 def test_reference_is_librosa_itself(clips):
-    """Guard against both sides sharing a mistake in ``shared_data.features``: one clip recomputed
-    with librosa's documented defaults for the project's parameters."""
+    """Guard against both sides sharing a mistake in ``shared_data.dataset.features``: one clip
+    recomputed with librosa's documented defaults for the project's parameters."""
     clip = clips[1]
     power = librosa.feature.melspectrogram(
         y=clip, sr=22050, n_fft=2048, hop_length=512, n_mels=128, center=True, pad_mode="constant"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from jax_impl.schedule import cosine_restarts_schedule, schedule_from_recipe
-from shared_data.recipe import Recipe
+from shared_data.training.recipe import Recipe
 from torch_ref.schedule import build_scheduler, set_scheduler_position, step_scheduler
 
 

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from jax_impl import separation as jax_sep
-from shared_data import spleeter_weights
-from shared_data.audio import load_audio
-from shared_data.spleeter_chunks import DEFAULT_PARAMS, song_segment
-from shared_data.synthetic import GENRES, generate_song
-from torch_ref import separation as torch_sep
+from jax_impl import spleeter as jax_sep
+from shared_data.audio.decode import load_audio
+from shared_data.corpus.synthetic import GENRES, generate_song
+from shared_data.separation import weights as spleeter_weights
+from shared_data.separation.chunks import DEFAULT_PARAMS, song_segment
+from torch_ref import spleeter as torch_sep
 
 SYNTHETIC_SONGS = 8
 SYNTHETIC_SECONDS = 8.0

@@ -27,9 +27,9 @@ from jax_impl import data as jax_data
 from jax_impl import train as jax_train
 from jax_impl import train_step as ts
 from jax_impl.schedule import schedule_from_recipe
-from shared_data import splits
-from shared_data.builder import VocalMelsConfig, build_dataset, open_dataset
-from shared_data.recipe import Recipe
+from shared_data.dataset import splits
+from shared_data.dataset.builder import VocalMelsConfig, build_dataset, open_dataset
+from shared_data.training.recipe import Recipe
 from torch_ref import augment as torch_augment
 from torch_ref import data as torch_data
 from torch_ref import steps as torch_steps

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from shared_data.audio import write_wav
+from shared_data.audio.decode import write_wav
 
 TONE_SR = 22050
 

@@ -21,9 +21,9 @@ Two choices make the cross-backend figures measure the backends rather than luck
   them misclassify unseen country songs whatever the backend or seed.
 - Paired training. The torch member of seed s starts from the initial weights of the JAX member
   of seed s (converted by ``jax_impl.convert.jax_to_torch``); both loops read the clips in the
-  same ``(seed, epoch)`` order (``shared_data.splits``) and, with no augmentation, draw nothing
-  else at random. The two ensembles then differ only in the framework that trained them. Trained
-  from independent initialisations instead, members on 54 clips score 85 % to 99 % on unseen
+  same ``(seed, epoch)`` order (``shared_data.dataset.splits``) and, with no augmentation, draw
+  nothing else at random. The two ensembles then differ only in the framework that trained them.
+  Trained from independent initialisations instead, members on 54 clips score 85 % to 99 % on unseen
   songs depending on the seed, and two-member ensembles 88.5 % to 100 %, in either backend, so a
   2-point comparison of one independent pair would test the seeds, not the code.
 """
@@ -39,8 +39,8 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
-from shared_data.builder import VocalMelsConfig, build_dataset, open_dataset
-from shared_data.recipe import Recipe
+from shared_data.dataset.builder import VocalMelsConfig, build_dataset, open_dataset
+from shared_data.training.recipe import Recipe
 
 HELDOUT = VocalMelsConfig(
     name="ensemble_heldout",

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from shared_data import splits
-from shared_data.builder import VocalMelsConfig, build_dataset, open_dataset
-from shared_data.recipe import Recipe
+from shared_data.dataset import splits
+from shared_data.dataset.builder import VocalMelsConfig, build_dataset, open_dataset
+from shared_data.training.recipe import Recipe
 
 TINY = VocalMelsConfig(
     name="jax_train_tiny",

@@ -1,4 +1,4 @@
-"""shared_data.audio: decoding, mixing, resampling, the length policy and every bad-input reason."""
+"""Audio decoding: decoding, mixing, resampling, the length policy and every bad-input reason."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from shared_data.audio import audio_info, load_audio, mix_channels, write_wav
-from shared_data.audio_integrity import truncation_reason
+from shared_data.audio.decode import audio_info, load_audio, mix_channels, write_wav
+from shared_data.audio.integrity import truncation_reason
 from shared_data.errors import AudioError, DataError
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from jax_impl import augment as jaug
-from shared_data.recipe import SpecAugmentSpec
+from shared_data.training.recipe import SpecAugmentSpec
 from torch_ref import augment as taug
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared_data.build import main
 from shared_data.cli import run_main
+from shared_data.dataset.build_cli import main
 from tests.builder_fixtures import load_report, make_gtzan_tree
 
 

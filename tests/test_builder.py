@@ -14,18 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared_data import separation
-from shared_data.audio import load_audio, write_wav
-from shared_data.builder import (
+from shared_data.audio.decode import load_audio, write_wav
+from shared_data.dataset.builder import (
     UNLABELLED,
     VocalMelsConfig,
     build_dataset,
     default_data_dir,
     open_dataset,
 )
+from shared_data.dataset.features import FeatureParams, song_to_mels
+from shared_data.dataset.folds import assign_fold
 from shared_data.errors import DataError
-from shared_data.features import FeatureParams, song_to_mels
-from shared_data.folds import assign_fold
+from shared_data.separation import registry as separation
 from tests.builder_fixtures import (
     TONE_SR,
     assert_same_records,
@@ -38,7 +38,7 @@ from tests.builder_fixtures import (
 
 def _tiny() -> VocalMelsConfig:
     """2 genres x 2 songs x 4 s: the smallest corpus with two classes and a partial clip."""
-    from shared_data.synthetic import GENRES
+    from shared_data.corpus.synthetic import GENRES
 
     return VocalMelsConfig(
         name="synthetic_tiny", source="synthetic", songs_per_genre=2, seconds=4.0,
@@ -55,7 +55,7 @@ def _quiet(**kw):
 ROUND_TRIP = textwrap.dedent(
     """
     import json, sys
-    from shared_data.builder import build_dataset, open_dataset
+    from shared_data.dataset.builder import build_dataset, open_dataset
     b = build_dataset(sys.argv[1], "synthetic_small", progress=False, separator="none", stem="mix")
     ds = open_dataset(sys.argv[1], "synthetic_small")
     src = ds.source("train")
@@ -84,7 +84,7 @@ def small_dir(tmp_path_factory) -> Path:
 
 
 def test_synthetic_small_round_trip(small_dir: Path) -> None:
-    from shared_data.synthetic import GENRES
+    from shared_data.corpus.synthetic import GENRES
 
     ds = open_dataset(small_dir, "synthetic_small")
     assert ds.splits == ("train",)
@@ -141,7 +141,7 @@ def test_two_builds_give_identical_records(tmp_path: Path) -> None:
 
 
 def test_changed_synthetic_generator_is_not_silently_reused(tmp_path: Path, monkeypatch) -> None:
-    from shared_data import synthetic
+    from shared_data.corpus import synthetic
 
     build_dataset(tmp_path, _tiny(), **_quiet())
     assert build_dataset(tmp_path, _tiny(), **_quiet()).reused_existing
@@ -159,8 +159,8 @@ def test_changed_synthetic_generator_is_not_silently_reused(tmp_path: Path, monk
 KILL_AFTER_TWO_SONGS = textwrap.dedent(
     """
     import os, signal, sys
-    from shared_data import builder as B
-    from shared_data.synthetic import GENRES
+    from shared_data.dataset import builder as B
+    from shared_data.corpus.synthetic import GENRES
     done = []
     original = B.VocalMels._featurise
     def featurise(self, wave, separator):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from jax_impl import train as jax_train
-from shared_data import build
-from shared_data.recipe import recipe_from_args
+from shared_data.dataset import build_cli as build
+from shared_data.training.recipe import recipe_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,11 +38,15 @@ def demo_commands() -> dict[str, list[str]]:
 
 
 def test_demo_builds_trains_and_evaluates_in_order(demo_commands):
-    assert list(demo_commands) == ["shared_data.build", "jax_impl.train", "jax_impl.evaluate"]
+    assert list(demo_commands) == [
+        "shared_data.dataset.build_cli",
+        "jax_impl.train",
+        "jax_impl.evaluate",
+    ]
 
 
 def test_demo_builds_the_synthetic_corpus(demo_commands):
-    args = build.build_parser().parse_args(demo_commands["shared_data.build"])
+    args = build.build_parser().parse_args(demo_commands["shared_data.dataset.build_cli"])
     assert args.config == "synthetic"
 
 

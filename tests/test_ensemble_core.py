@@ -1,4 +1,4 @@
-"""Ensemble arithmetic and metrics (shared_data.ensemble_core), and the report writers."""
+"""Ensemble arithmetic and metrics (shared_data.ensemble.core), and the report writers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared_data import ensemble_core as core
-from shared_data.report import format_table, plot_confusion, write_json
+from shared_data.ensemble import core
+from shared_data.ensemble.report import format_table, plot_confusion, write_json
 
 
 def test_softmax_is_stable_and_normalised():

@@ -13,9 +13,9 @@ import pytest
 
 from jax_impl import ensemble as jax_ensemble_cli
 from jax_impl import evaluate as jax_evaluate
-from shared_data import ensemble_core as core
+from shared_data.ensemble import core
+from shared_data.ensemble.members import MemberError
 from shared_data.errors import DataError
-from shared_data.members import MemberError
 from tests import ensemble_fixtures as fx
 from torch_ref import ensemble as torch_ensemble_cli
 from torch_ref import evaluate as torch_evaluate

@@ -1,4 +1,4 @@
-"""shared_data.features: the feature definition against librosa, clipping rules and parameters."""
+"""The feature definition against librosa, clipping rules and parameters."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import librosa
 import numpy as np
 import pytest
 
-from shared_data.errors import DataError
-from shared_data.features import (
+from shared_data.dataset.features import (
     DEFAULT_PARAMS,
     FeatureParams,
     clip_to_mel,
@@ -19,6 +18,7 @@ from shared_data.features import (
     song_to_mels,
     to_mono_22k,
 )
+from shared_data.errors import DataError
 
 CLIP = 66150
 

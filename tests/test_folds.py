@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from shared_data.dataset.folds import assign_fold, validate_k
 from shared_data.errors import DataError
-from shared_data.folds import assign_fold, validate_k
 
 song_ids = st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=60, unique=True)
 ks = st.integers(min_value=2, max_value=12)
@@ -40,7 +40,10 @@ def test_adding_songs_never_moves_existing_ones(ids: list[str], extra: list[str]
 def test_deterministic_across_processes() -> None:
     # Python's str hash is salted per process; the fold must not be.
     ids = ["blues.00000", "rock/01", "ünïcødé", "a,b"]
-    code = f"from shared_data.folds import assign_fold; print([assign_fold(s, 5) for s in {ids!r}])"
+    code = (
+        "from shared_data.dataset.folds import assign_fold; "
+        f"print([assign_fold(s, 5) for s in {ids!r}])"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout

@@ -8,7 +8,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from shared_data.gallery import first_clip_per_label, render_gallery
+from shared_data.dataset.gallery import first_clip_per_label, render_gallery
 
 
 def _record(label: int, song: str, clip: int) -> dict:

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared_data import builder
-from shared_data.ensemble_eval import default_fold
-from shared_data.features import FeatureParams
-from shared_data.members import (
+from shared_data.dataset import builder
+from shared_data.dataset.features import FeatureParams
+from shared_data.ensemble.evaluation import default_fold
+from shared_data.ensemble.members import (
     DATASET_KEY,
     MemberError,
     check_compatible,
@@ -19,8 +19,8 @@ from shared_data.members import (
     read_member,
     read_members,
 )
-from shared_data.recipe import Recipe
-from shared_data.runinfo import write_run_info
+from shared_data.training.recipe import Recipe
+from shared_data.training.runinfo import write_run_info
 
 LABELS = ["blues", "jazz", "rock"]
 

@@ -24,7 +24,7 @@ from jax_impl.convert import torch_to_jax
 from jax_impl.models.layers import grouped_conv_general_dilated
 from parity_tests.model_support import FAST_CPU_COMPILE, small_batch, small_input_hw
 from shared_data.errors import UserError
-from shared_data.model_names import MODEL_NAMES
+from shared_data.training.model_names import MODEL_NAMES
 
 NUM_CLASSES = 5
 
@@ -201,7 +201,7 @@ def test_memory_efficient_densenet_recomputes_the_bottlenecks_with_the_same_numb
 
 
 def test_memory_efficient_is_torchvision_s_flag_and_a_densenet_only_recipe_option() -> None:
-    from shared_data.recipe import Recipe, RecipeError, add_recipe_flags, recipe_from_args
+    from shared_data.training.recipe import Recipe, RecipeError, add_recipe_flags, recipe_from_args
 
     model = torch_models.create_model("densenet201", NUM_CLASSES, memory_efficient=True)
     assert model.features.denseblock1.denselayer1.memory_efficient is True

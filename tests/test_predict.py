@@ -18,12 +18,12 @@ import pytest
 import soundfile as sf
 
 from jax_impl import predict as jax_predict
-from shared_data import predict_songs
-from shared_data.audio import write_wav
-from shared_data.builder import build_dataset, open_dataset
+from shared_data.audio.decode import write_wav
+from shared_data.corpus.synthetic import SAMPLE_RATE, generate_song
+from shared_data.dataset.builder import build_dataset, open_dataset
+from shared_data.ensemble import predict as predict_songs
+from shared_data.ensemble.members import DATASET_KEY, MemberError, dataset_record
 from shared_data.errors import DataError
-from shared_data.members import DATASET_KEY, MemberError, dataset_record
-from shared_data.synthetic import SAMPLE_RATE, generate_song
 from tests import ensemble_fixtures as fx
 from tests.test_members import make_run
 from torch_ref import predict as torch_predict

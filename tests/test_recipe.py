@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from shared_data.errors import UserError
-from shared_data.model_names import MODEL_NAMES
-from shared_data.recipe import (
+from shared_data.training.model_names import MODEL_NAMES
+from shared_data.training.recipe import (
     Recipe,
     RecipeError,
     SpecAugmentSpec,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from shared_data.recipe import Recipe
-from shared_data.runinfo import RECIPE_FILE, run_metadata, versions, write_run_info
+from shared_data.training.recipe import Recipe
+from shared_data.training.runinfo import RECIPE_FILE, run_metadata, versions, write_run_info
 
 
 def test_versions_are_read_without_importing_the_frameworks():

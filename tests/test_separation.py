@@ -1,4 +1,4 @@
-"""shared_data.separation: the registry, the plug-in hook, the `none` separator and stem choice."""
+"""The separator registry, the plug-in hook, the `none` separator and stem choice."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from shared_data import separation
 from shared_data.errors import DataError
-from shared_data.separation import (
+from shared_data.separation import registry as separation
+from shared_data.separation.registry import (
     STEM_CHOICES,
     Separator,
     available_separators,
@@ -125,7 +125,7 @@ def test_plugin_modules_register_themselves(registry, tmp_path, monkeypatch):
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "fake_sep.py").write_text(
-        "from shared_data.separation import NoneSeparator, register_separator\n"
+        "from shared_data.separation.registry import NoneSeparator, register_separator\n"
         "class Plugged(NoneSeparator):\n"
         "    name = 'plugged'\n"
         "    def __init__(self, backend):\n"

@@ -14,12 +14,13 @@ import pytest
 import soundfile as sf
 from flax import nnx
 
-from jax_impl import separation as jax_sep
-from shared_data import spleeter, spleeter_chunks
+from jax_impl import spleeter as jax_sep
 from shared_data.errors import DataError
-from shared_data.separation import Separator, available_separators, get_separator
-from shared_data.spleeter_chunks import DEFAULT_PARAMS, SpleeterParams, separate_in_chunks
-from torch_ref import separation as torch_sep
+from shared_data.separation import chunks as spleeter_chunks
+from shared_data.separation import spleeter
+from shared_data.separation.chunks import DEFAULT_PARAMS, SpleeterParams, separate_in_chunks
+from shared_data.separation.registry import Separator, available_separators, get_separator
+from torch_ref import spleeter as torch_sep
 
 # Full-band, small patches: the STFT round trip is then the identity, and a 1.5-s song spans many
 # patches, so every chunk boundary and both ends are exercised.
@@ -81,7 +82,7 @@ def test_ratio_masks_follow_spleeter(backend):
 
 @pytest.fixture(scope="module")
 def vocal_state() -> dict[str, np.ndarray]:
-    from shared_data.spleeter_weights import load_stem_states
+    from shared_data.separation.weights import load_stem_states
 
     return load_stem_states()["vocals"]
 
@@ -175,7 +176,7 @@ def test_auto_backend_prefers_accelerated_jax_then_cuda_torch_then_cpu_choice(mo
 
 def test_registering_spleeter_imports_no_framework():
     code = (
-        "import sys, shared_data.spleeter; "
+        "import sys, shared_data.separation.spleeter; "
         "print(sorted(m for m in ('jax', 'torch', 'flax') if m in sys.modules))"
     )
     result = subprocess.run(
@@ -196,7 +197,7 @@ def test_spleeter_is_registered_and_builds_on_request():
 
 
 def test_separate_cli_writes_stems_like_spleeter(tmp_path, capsys):
-    from shared_data import separate
+    from shared_data.separation import separate_cli as separate
 
     rng = np.random.default_rng(1)
     song = tmp_path / "in" / "my song.wav"
@@ -211,7 +212,7 @@ def test_separate_cli_writes_stems_like_spleeter(tmp_path, capsys):
 
 
 def test_separate_cli_reports_clashes_and_missing_files(tmp_path):
-    from shared_data import separate
+    from shared_data.separation import separate_cli as separate
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared_data import spleeter_weights as sw
 from shared_data.errors import UserError
+from shared_data.separation import weights as sw
 
 
 class _RunsShell:

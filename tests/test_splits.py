@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared_data import splits
+from shared_data.dataset import splits
 from shared_data.errors import DataError
 
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from shared_data import synthetic
+from shared_data.corpus import synthetic
+from shared_data.corpus.styles import STYLES
+from shared_data.corpus.synthetic import GENRES, SAMPLE_RATE, generate_corpus, generate_song
+from shared_data.dataset.features import song_to_mels
 from shared_data.errors import DataError
-from shared_data.features import song_to_mels
-from shared_data.synth_styles import STYLES
-from shared_data.synthetic import GENRES, SAMPLE_RATE, generate_corpus, generate_song
 
 SECONDS = 3.0
 

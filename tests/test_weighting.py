@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from jax_impl import weighting as jw
-from shared_data import ensemble_core as core
+from shared_data.ensemble import core
+from shared_data.ensemble.weighting import OOFPredictions, cross_validate, load_predictions
 from shared_data.errors import DataError
-from shared_data.weighting import OOFPredictions, cross_validate, load_predictions
 
 C = 5
 

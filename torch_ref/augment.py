@@ -26,7 +26,7 @@ from typing import NamedTuple
 import scipy.special
 import torch
 
-from shared_data.recipe import SpecAugmentSpec
+from shared_data.training.recipe import SpecAugmentSpec
 
 
 class SpecAugmentDraws(NamedTuple):

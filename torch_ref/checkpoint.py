@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from shared_data.resume_check import CheckpointError
+from shared_data.training.resume_check import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST_FILE = "latest.pt"

@@ -1,9 +1,9 @@
 """K-fold cross-validation, torch reference: ``python -m torch_ref.cv --model=NAME --folds=5``.
 
 The mirror of ``jax_impl.cv``; the fold loop, ``<root>/cv.json`` and the statistics are
-``shared_data.cv_folds``'s. Every fold is trained as ``torch_ref.train --fold=k`` would, in
-``<root>/fold<k>`` (``<root>``: ``--workdir`` or ``runs/torch/<model>``); an interrupted CV run
-continues where it stopped.
+``shared_data.training.cross_validation``'s. Every fold is trained as ``torch_ref.train --fold=k``
+would, in ``<root>/fold<k>`` (``<root>``: ``--workdir`` or ``runs/torch/<model>``); an interrupted
+CV run continues where it stopped.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from shared_data import cv_folds
 from shared_data.cli import run_main
-from shared_data.recipe import Recipe, add_recipe_flags, recipe_from_args
+from shared_data.training import cross_validation as cv_folds
+from shared_data.training.recipe import Recipe, add_recipe_flags, recipe_from_args
 
 BACKEND = "torch"
 

@@ -10,9 +10,9 @@ API::
     for x, labels, index in loader: ...           # x float32 [B, 1, 128, 128] normalised (NCHW)
     val = val_loader(data, recipe, rank=0, world=1)
 
-Batches follow :mod:`shared_data.splits`: the epoch order is ``epoch_order(n_train, seed, epoch)``,
-global batch ``step`` is its slice ``[step * B, (step + 1) * B)``, and under DDP each of the
-``world`` processes reads its contiguous ``B / world`` shard of that slice (what
+Batches follow :mod:`shared_data.dataset.splits`: the epoch order is ``epoch_order(n_train, seed,
+epoch)``, global batch ``step`` is its slice ``[step * B, (step + 1) * B)``, and under DDP each of
+the ``world`` processes reads its contiguous ``B / world`` shard of that slice (what
 ``DistributedSampler`` does, but per batch and from a seeded order, so a resumed run at any step
 reads exactly what the uninterrupted run read). Mels are normalised with the dataset's
 ``mel_mean``/``mel_std`` from the build metadata, so 0.0 is the dataset mean.
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from shared_data import splits
+from shared_data.dataset import splits
+from shared_data.ensemble.members import dataset_record
 from shared_data.errors import DataError
-from shared_data.members import dataset_record
 
 
 class MelDataset(Dataset):
@@ -110,7 +110,8 @@ class TrainingData:
     mel_mean: float
     mel_std: float
     batch_size: int
-    # shared_data.members.dataset_record of the opened dataset, stored in recipe.json so the run
+    # shared_data.ensemble.members.dataset_record of the opened dataset, stored in recipe.json so
+    # the run
     # stays usable as an ensemble member after its dataset is moved or deleted.
     record: dict[str, Any] = field(default_factory=dict)
 
@@ -128,13 +129,13 @@ def load_training_data(recipe: Any, dataset: Any | None = None) -> TrainingData:
     """Open ``recipe.dataset`` under ``recipe.data_dir`` and split it by ``recipe.fold``.
 
     Args:
-        recipe: a resolved :class:`shared_data.recipe.Recipe`.
+        recipe: a resolved :class:`shared_data.training.recipe.Recipe`.
         dataset: an already opened dataset (``.source(split)``, ``.label_names``, ``.metadata``);
-            default ``shared_data.builder.open_dataset(recipe.data_dir, recipe.dataset)``, which
-            raises ``DataError`` with the build command when the dataset is missing.
+            default ``shared_data.dataset.builder.open_dataset(recipe.data_dir, recipe.dataset)``,
+            which raises ``DataError`` with the build command when the dataset is missing.
     """
     if dataset is None:
-        from shared_data.builder import open_dataset
+        from shared_data.dataset.builder import open_dataset
 
         dataset = open_dataset(recipe.data_dir, recipe.dataset)
     built_folds = dataset.metadata.get("folds")

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared_data import ensemble_eval as ev
 from shared_data.cli import run_main
-from shared_data.members import MemberError, MemberInfo, read_members
+from shared_data.ensemble import evaluation as ev
+from shared_data.ensemble.members import MemberError, MemberInfo, read_members
 from torch_ref.models import create_model
 
 __all__ = [
@@ -115,7 +115,7 @@ def load_member(
     checkpoint: str = "best",
     batch_size: int = DEFAULT_BATCH,
 ) -> ev.Predictor:
-    """A :class:`~shared_data.ensemble_eval.Predictor` for one member in this backend.
+    """A :class:`~shared_data.ensemble.evaluation.Predictor` for one member in this backend.
 
     A JAX member is converted (``route="convert"``) or left to JAX (``"native"``).
     """
@@ -140,7 +140,7 @@ def load_ensemble(
     checkpoint: str = "best",
     batch_size: int = DEFAULT_BATCH,
 ) -> list[ev.Predictor]:
-    """Read, check (:func:`shared_data.members.read_members`) and load every member."""
+    """Read, check (:func:`shared_data.ensemble.members.read_members`) and load every member."""
     members = read_members(run_dirs)
     return [
         load_member(m, route=route, checkpoint=checkpoint, batch_size=batch_size) for m in members
@@ -149,7 +149,7 @@ def load_ensemble(
 
 def main(argv: list[str] | None = None) -> int:
     """Print the members' and the ensemble's accuracy on the chosen split and fold."""
-    from shared_data.ensemble_cli import run_ensemble_cli
+    from shared_data.ensemble.cli import run_ensemble_cli
 
     return run_ensemble_cli(load_ensemble, argv, "python -m torch_ref.ensemble")
 

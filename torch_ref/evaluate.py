@@ -13,7 +13,7 @@ out different folds need ``--fold``). ``jax_impl.evaluate`` is the same CLI comp
 from __future__ import annotations
 
 from shared_data.cli import run_main
-from shared_data.ensemble_cli import run_evaluate
+from shared_data.ensemble.cli import run_evaluate
 from torch_ref.ensemble import load_ensemble
 
 

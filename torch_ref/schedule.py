@@ -24,7 +24,7 @@ from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, recipe) -> CosineAnnealingWarmRestarts:
-    """The SGDR scheduler of a resolved :class:`shared_data.recipe.Recipe`.
+    """The SGDR scheduler of a resolved :class:`shared_data.training.recipe.Recipe`.
 
     The optimizer's ``lr`` must already be the recipe's peak LR (torch takes ``base_lr`` from it).
     """

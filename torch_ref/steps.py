@@ -150,7 +150,7 @@ def evaluate(
     """Summed cross-entropy, correct count and example count over ``loader`` (tensors on device).
 
     With ``song_row`` (int64 ``[len(source)]``: the song row of each source record the loader
-    yields, see :func:`shared_data.ensemble_core.group_songs`) also ``song_probs``: float64
+    yields, see :func:`shared_data.ensemble.core.group_songs`) also ``song_probs``: float64
     ``[num_songs, num_classes]``, the clips' softmax probabilities summed per song (the song
     vote); all zeros on a rank with no clips, so every DDP rank can all-reduce it.
     """

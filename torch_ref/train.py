@@ -1,9 +1,9 @@
 """PyTorch reference training: ``python -m torch_ref.train --model=resnet18 [recipe flags]``.
 
-The flags are :mod:`shared_data.recipe`'s (the same as ``jax_impl.train``), plus ``--compile``
-(``torch.compile`` the model). Multi-GPU: ``torchrun --nproc_per_node=N -m torch_ref.train ...``
-runs DDP (``WORLD_SIZE``/``LOCAL_RANK`` from torchrun; NCCL on GPUs, gloo on the CPU); the global
-``--batch_size`` is split evenly over the processes.
+The flags are :mod:`shared_data.training.recipe`'s (the same as ``jax_impl.train``), plus
+``--compile`` (``torch.compile`` the model). Multi-GPU: ``torchrun --nproc_per_node=N -m
+torch_ref.train ...`` runs DDP (``WORLD_SIZE``/``LOCAL_RANK`` from torchrun; NCCL on GPUs, gloo on
+the CPU); the global ``--batch_size`` is split evenly over the processes.
 
 API for tests and ``torch_ref.cv``::
 
@@ -33,14 +33,14 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from shared_data import ensemble_core as core
 from shared_data.cli import run_main
+from shared_data.ensemble import core
+from shared_data.ensemble.members import DATASET_KEY
 from shared_data.errors import UserError
-from shared_data.members import DATASET_KEY
-from shared_data.metrics_log import MetricsLogger, plot_curves
-from shared_data.recipe import Recipe, add_recipe_flags, recipe_from_args
-from shared_data.resume_check import check_same_run
-from shared_data.runinfo import write_run_info
+from shared_data.training.metrics_log import MetricsLogger, plot_curves
+from shared_data.training.recipe import Recipe, add_recipe_flags, recipe_from_args
+from shared_data.training.resume_check import check_same_run
+from shared_data.training.runinfo import write_run_info
 from torch_ref import augment, steps
 from torch_ref.checkpoint import Checkpoints, rng_state, set_rng_state
 from torch_ref.data import load_training_data, train_loader, val_loader

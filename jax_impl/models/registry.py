@@ -1,4 +1,7 @@
-"""Model registry: one name -> one factory (names: ``shared_data.model_names.MODEL_NAMES``)."""
+"""Model registry: one name -> one factory.
+
+The names are ``shared_data.training.model_names.MODEL_NAMES``.
+"""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ same shape (a sigmoid mask times the input).
 As in ``spleeter/model/functions/unet.py``: skip connections and the first up-sampling take the
 convolution outputs before batch norm; the sixth down block's batch norm + activation feed nothing;
 TF ``padding="same"`` (asymmetric at stride 2) is computed explicitly by :func:`same_padding`.
-Not a classifier, hence not in the model registry; ``jax_impl/separation.py`` builds it.
+Not a classifier, hence not in the model registry; ``jax_impl/spleeter.py`` builds it.
 """
 
 from __future__ import annotations

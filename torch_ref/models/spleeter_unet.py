@@ -11,7 +11,7 @@ outputs *before* batch norm, and the sixth down block's batch norm + activation 
 strided convolutions and the cropping of the transposed convolutions are computed explicitly from
 the input size by :func:`same_padding` (``jax_impl/models/spleeter_unet.py`` uses the same rule).
 
-Not a classifier, hence not in the model registry; ``torch_ref/separation.py`` builds it.
+Not a classifier, hence not in the model registry; ``torch_ref/spleeter.py`` builds it.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class SpleeterUNet(nn.Module):
     divisible by 64 (six halvings), which Spleeter's 512 x 1024 patches are.
 
     State-dict keys: ``down{1..6}.{conv,bn}.*``, ``up{1..6}.{conv,bn}.*``, ``final.*``
-    (``shared_data.spleeter_weights`` renames Deezer's checkpoint keys to these).
+    (``shared_data.separation.weights`` renames Deezer's checkpoint keys to these).
     """
 
     def __init__(self, in_channels: int = 2):

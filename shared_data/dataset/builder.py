@@ -5,7 +5,7 @@ TensorFlow. Both backends read the same records (DESIGN.md section 1).
 
 Configs (:data:`CONFIGS`): ``synthetic_small`` (tests), ``synthetic`` (the demo), ``folder``
 (GTZAN layout ``<input>/<label>/<file>``) and ``csv`` (manifest ``path,label[,song_id]``); see
-:mod:`shared_data.builder_inputs` for the input rules. Custom :class:`VocalMelsConfig` objects
+:mod:`shared_data.dataset.inputs` for the input rules. Custom :class:`VocalMelsConfig` objects
 with other sizes work too (their name must differ from the built-in ones).
 
 Features per record: ``mel`` float32 ``[128, 128]``; ``label`` ClassLabel (names sorted; an
@@ -13,7 +13,7 @@ unlabelled csv row is stored as :data:`UNLABELLED` = -1, the value TFDS's ClassL
 "no label"); ``song_id`` text; ``clip_index`` int32 (position of the clip in its song; several
 csv files of one song are numbered on consecutively, in manifest order, so ``(song_id,
 clip_index)`` is unique); ``fold`` int32 in ``[0, K)`` from
-:func:`shared_data.folds.assign_fold` on ``song_id``.
+:func:`shared_data.dataset.folds.assign_fold` on ``song_id``.
 
 Splits: ``train`` holds every labelled clip (K-fold cross-validation selects on ``fold`` at load
 time); ``test`` holds the unlabelled csv rows (present only when there are some).
@@ -60,12 +60,12 @@ from etils import epath
 from tensorflow_datasets.core import utils as tfds_utils
 from tqdm.auto import tqdm
 
-from shared_data import builder_inputs as inputs_lib
-from shared_data.builder_cache import CACHE_DIRNAME, SongCache, cache_key
+from shared_data.dataset import inputs as inputs_lib
+from shared_data.dataset.cache import CACHE_DIRNAME, SongCache, cache_key
+from shared_data.dataset.features import FeatureParams, song_to_mels
+from shared_data.dataset.folds import DEFAULT_FOLDS, assign_fold, validate_k
 from shared_data.errors import AudioError, DataError
-from shared_data.features import FeatureParams, song_to_mels
-from shared_data.folds import DEFAULT_FOLDS, assign_fold, validate_k
-from shared_data.separation import get_separator, require_stem, select_stem
+from shared_data.separation.registry import get_separator, require_stem, select_stem
 
 NAME = "vocal_mels"
 DATASET_VERSION = "1.0.0"
@@ -109,7 +109,7 @@ class VocalMelsConfig(tfds.core.BuilderConfig):
     Attributes:
         source: ``synthetic``, ``folder`` or ``csv``.
         songs_per_genre, seconds, seed, genres: the synthetic corpus (``genres=None``: all of
-            :data:`shared_data.synthetic.GENRES`); ignored by the other sources.
+            :data:`shared_data.corpus.synthetic.GENRES`); ignored by the other sources.
         feature_params: the feature definition.
     """
 
@@ -473,7 +473,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
     def _list_inputs(self) -> tuple[list[inputs_lib.SongInput], list[str]]:
         config = self.builder_config
         if config.source == "synthetic":
-            from shared_data.synthetic import GENRES
+            from shared_data.corpus.synthetic import GENRES
 
             genres = tuple(config.genres) if config.genres is not None else tuple(GENRES)
             unknown = sorted(set(genres) - set(GENRES))

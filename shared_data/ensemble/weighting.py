@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from shared_data import ensemble_core as core
+from shared_data.ensemble import core
+from shared_data.ensemble.report import format_table
 from shared_data.errors import DataError
-from shared_data.report import format_table
 
 __all__ = [
     "OOFPredictions",

@@ -1,6 +1,6 @@
 """Evaluation outputs: the confusion-matrix PNG, the JSON report and the printed tables.
 
-Side effects (files, text) only; the numbers come from :mod:`shared_data.ensemble_core`.
+Side effects (files, text) only; the numbers come from :mod:`shared_data.ensemble.core`.
 """
 
 from __future__ import annotations

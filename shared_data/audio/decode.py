@@ -10,7 +10,7 @@ stable reason (the first words are fixed, so build reports can group by them):
 ``not an audio file: ...``    no decoder recognises the format
 ``corrupt data: ...``         the decoder failed part-way (e.g. ``flac decoder lost sync``)
 ``truncated: ...``            the container promises more than the file holds; see
-                              :mod:`shared_data.audio_integrity` for the rule per format
+                              :mod:`shared_data.audio.integrity` for the rule per format
 ``incomplete decode: ...``    an MP3 decoder returned less than its frames hold
 ``empty audio: ...``          a valid header with no samples
 ``non-finite samples: ...``   NaN or inf anywhere in the decoded samples
@@ -35,7 +35,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from shared_data.audio_integrity import truncation_reason
+from shared_data.audio.integrity import truncation_reason
 from shared_data.errors import AudioError
 
 __all__ = ["AudioInfo", "audio_info", "load_audio", "mix_channels", "write_wav"]

@@ -7,8 +7,8 @@ well as its own stems, so ``--stem=mix`` works with any of them.
 
 Plug-in hook: a module that registers a separator at import time, e.g.::
 
-    # shared_data/spleeter.py
-    from shared_data.separation import register_separator
+    # shared_data/separation/spleeter.py
+    from shared_data.separation.registry import register_separator
     register_separator("spleeter", make_spleeter)   # make_spleeter(backend) -> Separator
 
 is found without anyone importing it first: :func:`get_separator` and
@@ -46,7 +46,7 @@ __all__ = [
 STEM_CHOICES = ("vocals", "accompaniment", "mix")
 BACKENDS = ("auto", "jax", "torch")
 #: Modules imported (when installed) before a separator name is looked up; each registers itself.
-PLUGIN_MODULES: tuple[str, ...] = ("shared_data.spleeter",)
+PLUGIN_MODULES: tuple[str, ...] = ("shared_data.separation.spleeter",)
 
 
 @runtime_checkable

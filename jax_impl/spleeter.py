@@ -1,6 +1,6 @@
-"""Spleeter 2-stem separation in JAX (mirrors ``torch_ref/separation.py`` name for name).
+"""Spleeter 2-stem separation in JAX (mirrors ``torch_ref/spleeter.py`` name for name).
 
-The numbers and the song chunking are shared (``shared_data.spleeter_chunks``); this module does
+The numbers and the song chunking are shared (``shared_data.separation.chunks``); this module does
 one batch of padded-waveform segments: STFT -> one U-Net per stem -> ratio masks -> inverse STFT,
 as one jitted function on the default device (the accelerator when present), in float32.
 """
@@ -18,8 +18,8 @@ from flax import nnx
 
 from jax_impl.convert import load_torch_state
 from jax_impl.models.spleeter_unet import SpleeterUNet
-from shared_data import spleeter_weights
-from shared_data.spleeter_chunks import DEFAULT_PARAMS, SpleeterParams, separate_in_chunks
+from shared_data.separation import weights as spleeter_weights
+from shared_data.separation.chunks import DEFAULT_PARAMS, SpleeterParams, separate_in_chunks
 
 BACKEND = "jax"
 DEFAULT_BATCH_PATCHES = 4

@@ -2,7 +2,7 @@
 
 Three sources, one item type (:class:`SongInput`):
 
-- ``synthetic``: the embedded procedural corpus (:mod:`shared_data.synthetic`).
+- ``synthetic``: the embedded procedural corpus (:mod:`shared_data.corpus.synthetic`).
 - ``folder``: the GTZAN layout ``<root>/<label>/<file>``. Every non-hidden file under a label folder
   is an input (sub-folders included); files directly in ``<root>`` are reported as rejected, never
   dropped. Hidden files (names starting with ``.``, e.g. ``.DS_Store``) are operating-system
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared_data.dataset.features import FeatureParams
 from shared_data.errors import AudioError, DataError
-from shared_data.features import FeatureParams
 
 MANIFEST_NAME = "manifest.csv"
 SYNTHETIC_PREFIX = "synthetic:"
@@ -200,9 +200,9 @@ def read_song(
 ) -> SongData:
     """Fingerprint ``item``; decoding is deferred to ``SongData.load``.
 
-    Files are hashed from their bytes and decoded by :func:`shared_data.audio.load_audio` with the
-    features' length rule (shorter than ``params.min_seconds``: rejected; shorter than one clip:
-    zero-padded). A synthetic song is generated here (``seed``, ``seconds`` are the corpus
+    Files are hashed from their bytes and decoded by :func:`shared_data.audio.decode.load_audio`
+    with the features' length rule (shorter than ``params.min_seconds``: rejected; shorter than one
+    clip: zero-padded). A synthetic song is generated here (``seed``, ``seconds`` are the corpus
     settings) and hashed from its float32 mix, so a changed generator never reuses a stale cache
     entry.
 
@@ -212,14 +212,14 @@ def read_song(
     if item.reject_reason is not None:
         raise AudioError(item.path, item.reject_reason)
     if item.file is None:
-        from shared_data.synthetic import generate_song
+        from shared_data.corpus.synthetic import generate_song
 
         genre, index = item.path[len(SYNTHETIC_PREFIX) :].rsplit("/", 1)
         song = generate_song(genre, int(index), seed=seed, seconds=seconds)
         mix = np.ascontiguousarray(song.mix, dtype=np.float32)
         return SongData(hashlib.sha256(mix.tobytes()).hexdigest(), song.song_id, lambda: mix)
 
-    from shared_data.audio import load_audio
+    from shared_data.audio.decode import load_audio
 
     file = item.file
     assert item.song_id is not None

@@ -100,7 +100,7 @@ def check_songs(songs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if arr.ndim != 2 or arr.shape[0] != 2 or arr.shape[1] < 1:
             raise DataError(
                 f"song {i}: Spleeter separates stereo [2, n] waveforms at 44.1 kHz, got shape "
-                f"{arr.shape}; load it with shared_data.audio.load_audio(path)"
+                f"{arr.shape}; load it with shared_data.audio.decode.load_audio(path)"
             )
         if not np.isfinite(arr).all():
             raise DataError(f"song {i}: the waveform holds NaN or infinite samples")

@@ -8,8 +8,8 @@ quality (open quotient, tilt, breathiness, formant set) and effects (reverb, ech
 distortion). The band differs by tempo, groove, drum kit, bass line, chord colour and timbre.
 
 Song-to-song variation inside a genre (key, tempo, progression, melody, levels) is drawn in
-:mod:`shared_data.synthetic` and kept moderate, so a genre is a family of different songs, not one
-song repeated.
+:mod:`shared_data.corpus.synthetic` and kept moderate, so a genre is a family of different songs,
+not one song repeated.
 """
 
 from __future__ import annotations

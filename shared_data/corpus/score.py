@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared_data.synth_styles import CHORDS, BandStyle
+from shared_data.corpus.styles import CHORDS, BandStyle
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from shared_data import ensemble_core as core
+from shared_data.ensemble import core
+from shared_data.ensemble.members import MemberError, MemberInfo
 from shared_data.errors import DataError
-from shared_data.members import MemberError, MemberInfo
 
 __all__ = [
     "CHECKPOINTS",
@@ -207,7 +207,7 @@ def evaluate_predictions(
     members: Sequence[MemberInfo],
     song_rule: str = "mean_prob",
 ) -> dict[str, Any]:
-    """The full report: the ensemble's :func:`~shared_data.ensemble_core.classification_summary`
+    """The full report: the ensemble's :func:`~shared_data.ensemble.core.classification_summary`
     and, per member, its clip and song accuracy (JSON-able)."""
     label_names = members[0].label_names
     labeled = clips.labels >= 0

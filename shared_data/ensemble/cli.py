@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from shared_data import ensemble_eval as ev
-from shared_data.ensemble_core import SONG_RULES
-from shared_data.members import MemberError, parse_members_flag
-from shared_data.report import format_table
+from shared_data.ensemble import evaluation as ev
+from shared_data.ensemble.core import SONG_RULES
+from shared_data.ensemble.members import MemberError, parse_members_flag
+from shared_data.ensemble.report import format_table
 
 __all__ = [
     "accuracy_table",
@@ -73,7 +73,7 @@ def add_dataset_flags(parser: argparse.ArgumentParser, *, split: str = "train") 
         "--song_rule",
         default="mean_prob",
         choices=SONG_RULES,
-        help="how clips vote for their song (see shared_data.ensemble_core)",
+        help="how clips vote for their song (see shared_data.ensemble.core)",
     )
 
 
@@ -92,8 +92,10 @@ def open_members_dataset(
     Raises:
         MemberError: a mismatch, naming the field and both values.
     """
-    from shared_data.builder import open_dataset  # TFDS: only for the CLIs that read datasets
-    from shared_data.features import FeatureParams
+    from shared_data.dataset.builder import (
+        open_dataset,  # TFDS: only for the CLIs that read datasets
+    )
+    from shared_data.dataset.features import FeatureParams
 
     first = predictors[0].info
     opened = open_dataset(data_dir or first.data_dir, dataset or first.dataset)
@@ -123,7 +125,7 @@ def evaluate_members(
 
     Returns:
         ``(summary, result, clips)``; summary as
-        :func:`shared_data.ensemble_eval.evaluate_predictions` plus ``dataset`` and
+        :func:`shared_data.ensemble.evaluation.evaluate_predictions` plus ``dataset`` and
         ``members_loaded`` (where each member ran and how).
     """
     members = [p.info for p in predictors]
@@ -215,7 +217,7 @@ def write_evaluation(
     ``predictions.npz`` (``member_probs`` [M, N, C], ``probs``, ``labels``, ``song_ids``,
     ``clip_index``, ``record_index``, ``folds``, ``member_names``, ``label_names``) into
     ``out_dir``; returns their paths."""
-    from shared_data.report import plot_confusion, write_json
+    from shared_data.ensemble.report import plot_confusion, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -251,7 +253,7 @@ def write_evaluation(
 
 def run_evaluate(load_ensemble: Any, argv: list[str] | None, prog: str) -> int:
     """The whole ``evaluate`` CLI, given a backend's ``load_ensemble``."""
-    from shared_data.report import format_metrics_table
+    from shared_data.ensemble.report import format_metrics_table
 
     args = build_evaluate_parser(prog).parse_args(argv)
     summary, result, clips = evaluate_members(load_from_args(load_ensemble, args), args)

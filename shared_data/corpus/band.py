@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shared_data import synth_dsp as dsp
-from shared_data.synth_score import Chord, Score
-from shared_data.synth_styles import BandStyle
+from shared_data.corpus import dsp
+from shared_data.corpus.score import Chord, Score
+from shared_data.corpus.styles import BandStyle
 
 VELOCITY = {"X": 1.0, "x": 0.85, "o": 0.6, "-": 0.3}
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from shared_data.errors import UserError
-from shared_data.model_names import MODEL_NAMES
+from shared_data.training.model_names import MODEL_NAMES
 
 BACKENDS: tuple[str, ...] = ("jax", "torch")
 #: Models whose factories take ``memory_efficient`` (rematerialised DenseNet bottlenecks).
@@ -95,7 +95,7 @@ class Recipe:
     data_dir: str | None = field(
         default=None,
         metadata=_help(
-            "dataset directory; default shared_data.builder.default_data_dir() "
+            "dataset directory; default shared_data.dataset.builder.default_data_dir() "
             "($VOCALGENRE_DATA_DIR or ~/vocalgenre_data)"
         ),
     )
@@ -316,12 +316,13 @@ class Recipe:
 
 
 def default_data_dir() -> str:
-    """``shared_data.builder.default_data_dir()`` when the builder exists, else its documented rule.
+    """``shared_data.dataset.builder.default_data_dir()`` when the builder exists, else its
+    documented rule.
 
     Imported lazily: the builder pulls in TFDS, which the recipe's users must not pay for at import.
     """
     try:
-        from shared_data.builder import default_data_dir as builder_default
+        from shared_data.dataset.builder import default_data_dir as builder_default
     except ImportError:
         return os.environ.get("VOCALGENRE_DATA_DIR") or str(Path.home() / "vocalgenre_data")
     return str(builder_default())

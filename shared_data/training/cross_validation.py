@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from shared_data.recipe import Recipe
+from shared_data.training.recipe import Recipe
 
 CV_FILE = "cv.json"
 

@@ -1,9 +1,9 @@
 """DSP building blocks of the synthetic corpus: oscillators, filters, envelopes and effects.
 
 Everything here is a pure function over whole notes or whole tracks (numpy/scipy, no per-sample
-Python loops), which is what lets :mod:`shared_data.synthetic` render far faster than real time.
-Signals are 1-D float64 arrays (mono) or ``[2, n]`` float64 arrays (stereo); the public API converts
-to float32 once, at the end.
+Python loops), which is what lets :mod:`shared_data.corpus.synthetic` render far faster than real
+time. Signals are 1-D float64 arrays (mono) or ``[2, n]`` float64 arrays (stereo); the public API
+converts to float32 once, at the end.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Ensemble members: what a run directory says about its model and the data it expects.
 
 A member is one training run directory (``jax_impl.train`` or ``torch_ref.train``): its
-``recipe.json`` (:mod:`shared_data.runinfo`) gives the backend, the model and the dataset; the
-dataset's build metadata gives the label names, the feature definition, the separator and stem,
+``recipe.json`` (:mod:`shared_data.training.runinfo`) gives the backend, the model and the dataset;
+the dataset's build metadata gives the label names, the feature definition, the separator and stem,
 and the mel mean/std the model was trained to see. That data description is read, in order, from
 
 1. ``recipe.json["run"]["dataset"]`` (:func:`dataset_record`, written by the training CLIs when
@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shared_data.dataset.features import FeatureParams
 from shared_data.errors import DataError
-from shared_data.features import FeatureParams
 
 __all__ = [
     "BACKENDS",
@@ -41,7 +41,9 @@ __all__ = [
 ]
 
 BACKENDS: tuple[str, ...] = ("jax", "torch")
-RECIPE_FILE = "recipe.json"  # shared_data.runinfo.RECIPE_FILE; repeated to keep this import-light
+RECIPE_FILE = (
+    "recipe.json"  # shared_data.training.runinfo.RECIPE_FILE; repeated to keep this import-light
+)
 #: Key under ``recipe.json["run"]`` holding :func:`dataset_record` of the training data.
 DATASET_KEY = "dataset"
 _COMPARED = ("label_names", "feature_params", "separator", "stem")
@@ -128,7 +130,7 @@ def _dataset_of(run_dir: Path, recipe: Mapping[str, Any], run: Mapping[str, Any]
     stored = run.get(DATASET_KEY)
     if isinstance(stored, Mapping) and "label_names" in stored:
         return dict(stored)
-    from shared_data.builder import open_dataset  # TFDS import only on this fallback path
+    from shared_data.dataset.builder import open_dataset  # TFDS import only on this fallback path
 
     try:
         return dataset_record(open_dataset(recipe.get("data_dir"), recipe["dataset"]))

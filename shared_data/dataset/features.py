@@ -12,7 +12,7 @@ Last partial clip: when the full clips leave the end of the song uncovered, the 
 hop position is kept, zero-padded at the end, if it holds at least ``min_seconds`` of audio, and
 dropped otherwise (with the default hop: a 10.0-s song gives 4 clips, a 9.9-s song 3). A song
 shorter than ``min_seconds`` gives zero clips; raising an error that names the song is the caller's
-job (:func:`shared_data.audio.load_audio` already rejects such files).
+job (:func:`shared_data.audio.decode.load_audio` already rejects such files).
 
 Everything here is pure (no I/O). The JAX frontend reproduces :func:`clips_to_mels` with
 :func:`mel_filterbank`.
@@ -28,7 +28,7 @@ from typing import Any
 import librosa
 import numpy as np
 
-from shared_data.audio import mix_channels
+from shared_data.audio.decode import mix_channels
 from shared_data.errors import DataError
 
 __all__ = [
@@ -154,8 +154,8 @@ def _mel_filterbank(params: FeatureParams) -> np.ndarray:
 
 
 def to_mono_22k(wave: np.ndarray, sr: int, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
-    """Down-mix ``wave`` ``[C, n]`` or ``[n]`` (see :func:`shared_data.audio.mix_channels`) and
-    resample it to ``params.sr``: float32 ``[n']``."""
+    """Down-mix ``wave`` ``[C, n]`` or ``[n]`` (see :func:`shared_data.audio.decode.mix_channels`)
+    and resample it to ``params.sr``: float32 ``[n']``."""
     mono = mix_channels(wave, 1)[0]
     if sr != params.sr:
         mono = librosa.resample(mono, orig_sr=sr, target_sr=params.sr, res_type=params.res_type)

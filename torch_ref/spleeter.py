@@ -1,6 +1,6 @@
-"""Spleeter 2-stem separation in PyTorch (mirrors ``jax_impl/separation.py`` name for name).
+"""Spleeter 2-stem separation in PyTorch (mirrors ``jax_impl/spleeter.py`` name for name).
 
-The numbers and the song chunking are shared (``shared_data.spleeter_chunks``); this module does
+The numbers and the song chunking are shared (``shared_data.separation.chunks``); this module does
 one batch of padded-waveform segments: STFT -> one U-Net per stem -> ratio masks -> inverse STFT.
 Runs under ``torch.inference_mode`` on CUDA when present, else the CPU, in float32.
 """
@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from shared_data import spleeter_weights
-from shared_data.spleeter_chunks import DEFAULT_PARAMS, SpleeterParams, separate_in_chunks
+from shared_data.separation import weights as spleeter_weights
+from shared_data.separation.chunks import DEFAULT_PARAMS, SpleeterParams, separate_in_chunks
 from torch_ref.models.spleeter_unet import SpleeterUNet
 
 BACKEND = "torch"
