@@ -37,7 +37,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jax_impl import augment
-from shared_data.recipe import Recipe, SpecAugmentSpec
+from shared_data.training.recipe import Recipe, SpecAugmentSpec
 
 TrainState = dict[str, Any]  # {"params", "rest", "opt_state": nnx/optax pytrees, "step": int32}
 
@@ -181,7 +181,7 @@ def train_step(
 
     SpecAugment always, then Mixup when ``mixup`` (else plain cross-entropy on the, possibly
     smoothed, one-hot targets). Returns the new state and device-side metrics: ``loss`` (mean soft
-    cross-entropy, float32), ``correct`` (:func:`credited_correct`, float32), ``count``
+    cross-entropy, float32, or float64 for a float64 model), ``correct`` (:func:`credited_correct`, float32), ``count``
     and ``lr`` (the learning rate this step used).
     """
     x = augment.apply_spec_augment(batch["mel"], draws.spec, cfg.spec.fill_value)
@@ -193,7 +193,9 @@ def train_step(
     def loss_fn(params, rest):
         # copy=True: fresh Variables at this trace level, which BatchNorm may then update.
         model = nnx.merge(graphdef, params, rest, copy=True)
-        logits = model(x, key=draws.model_key).astype(jnp.float32)
+        logits = model(x, key=draws.model_key)
+        # bf16 logits are scored in float32; a float64 model (the multi-device test) stays float64.
+        logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
         loss = optax.softmax_cross_entropy(logits, targets).mean()
         _, _, new_rest = nnx.split(model, nnx.Param, ...)
         return loss, (logits, new_rest)
@@ -256,14 +258,16 @@ def make_injected_train_step(
 
 
 def make_eval_step(graphdef: Any, mesh: Mesh):
-    """The jitted ``(state, batch) -> logits`` float32 ``[B, C]`` in eval mode, replicated.
+    """The jitted ``(state, batch) -> logits`` float32 ``[B, C]`` (float64 for a float64 model) in
+    eval mode, replicated.
 
     Replicated output: every process can read all logits (song-level voting needs them).
     """
 
     def step(state, batch):
         model = nnx.merge(graphdef, state["params"], state["rest"], copy=True)
-        return model(batch["mel"]).astype(jnp.float32)
+        logits = model(batch["mel"])
+        return logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
 
     rep = replicated(mesh)
     return jax.jit(step, in_shardings=(rep, batch_sharded(mesh)), out_shardings=rep)
