@@ -39,14 +39,14 @@ def demo_commands() -> dict[str, list[str]]:
 
 def test_demo_builds_trains_and_evaluates_in_order(demo_commands):
     assert list(demo_commands) == [
-        "shared_data.dataset.build_cli",
+        "shared_data.build",
         "jax_impl.train",
         "jax_impl.evaluate",
     ]
 
 
 def test_demo_builds_the_synthetic_corpus(demo_commands):
-    args = build.build_parser().parse_args(demo_commands["shared_data.dataset.build_cli"])
+    args = build.build_parser().parse_args(demo_commands["shared_data.build"])
     assert args.config == "synthetic"
 
 
