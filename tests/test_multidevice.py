@@ -9,12 +9,13 @@ batch statistics must span the global batch, not each device's shard.
 
 Why float64. The two meshes reduce the gradient and BatchNorm's batch statistics in different
 orders, so in float32 they agree only to rounding, and this network amplifies rounding (at 32x32
-input layer4's BatchNorm normalises 1x1 maps over 8 examples). How much depends on the CPU's summation order: the float32 step agreed to 1e-5 on Intel Xeon (Sapphire
-Rapids) and to only 6e-4 (parameters) and 3e-3 (momentum) on AMD EPYC (Zen 4). The step runs here
-in float64 (``jax.enable_x64``, model and batch in float64): on AMD EPYC the two meshes then agree
-to 6e-16 (parameters), 3e-15 (momentum) and 9e-15 (logits), so a 1e-9 bound tests the step, not
-the CPU, with a margin of about 1e5. A sharding mistake (BatchNorm statistics over each device's
-2 examples instead of the global 8) changes the statistics themselves, not their rounding.
+input layer4's BatchNorm normalises 1x1 maps over 8 examples). How much depends on the CPU's
+summation order: the float32 step agreed to 1e-5 on Intel Xeon (Sapphire Rapids) and to only 6e-4
+(parameters) and 3e-3 (momentum) on AMD EPYC (Zen 4). The step runs here in float64
+(``jax.enable_x64``, model and batch in float64): on AMD EPYC the two meshes then agree to 6e-16
+(parameters), 3e-15 (momentum) and 9e-15 (logits), so a 1e-9 bound tests the step, not the CPU, with
+a margin of about 1e5. A sharding mistake (BatchNorm statistics over each device's 2 examples
+instead of the global 8) changes the statistics themselves, not their rounding.
 
 SGD, not the default AdamW: Adam's first step divides every element by its own magnitude, so an
 element with a gradient near zero moves by about +-lr whatever its sign, which would test the
