@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.combo import BACKENDS, BenchmarkError
-from shared_data.training.model_names import MODEL_NAMES
+from shared_data.architecture.names import MODEL_NAMES
 
 # Required keys of every result row; ``mfu`` may be null (unknown peak, e.g. on a CPU).
 RESULT_KEYS: tuple[str, ...] = (

@@ -92,7 +92,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.combo import BACKENDS, PRECISIONS, BenchmarkError, Combo
-from shared_data.training.model_names import MODEL_NAMES
+from shared_data.architecture.names import MODEL_NAMES
 from shared_data.training.recipe import MEMORY_EFFICIENT_MODELS
 
 SCHEMA_VERSION = 1

@@ -25,8 +25,8 @@ from jax_impl.convert import (
     torch_to_jax,
 )
 from jax_impl.models.layers import BatchNorm, conv_transpose2d, linear
+from shared_data.architecture.names import MODEL_NAMES
 from shared_data.errors import UserError
-from shared_data.training.model_names import MODEL_NAMES
 
 NUM_CLASSES = 7  # not the parity suite's 10, so a hard-coded head size would show
 

@@ -22,13 +22,13 @@ from jax_impl import cv as cv_lib
 from jax_impl import data as data_lib
 from jax_impl import train as train_lib
 from jax_impl import train_step as ts
+from shared_data.architecture.names import MODEL_NAMES
 from shared_data.cli import run_main
 from shared_data.dataset import splits
 from shared_data.dataset.builder import open_dataset
 from shared_data.ensemble.members import DATASET_KEY, dataset_record
 from shared_data.training import cross_validation as cv_folds
 from shared_data.training import metrics_log
-from shared_data.training.model_names import MODEL_NAMES
 from shared_data.training.recipe import Recipe
 from tests.jax_train_fixtures import TINY, build_tiny, tiny_recipe
 

@@ -23,8 +23,8 @@ import torch_ref.models as torch_models
 from jax_impl.convert import torch_to_jax
 from jax_impl.models.layers import grouped_conv_general_dilated
 from parity_tests.model_support import FAST_CPU_COMPILE, small_batch, small_input_hw
+from shared_data.architecture.names import MODEL_NAMES
 from shared_data.errors import UserError
-from shared_data.training.model_names import MODEL_NAMES
 
 NUM_CLASSES = 5
 

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
+from shared_data.architecture.names import MODEL_NAMES
 from shared_data.errors import UserError
-from shared_data.training.model_names import MODEL_NAMES
 from shared_data.training.recipe import (
     Recipe,
     RecipeError,

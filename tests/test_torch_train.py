@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from shared_data.architecture.names import MODEL_NAMES
 from shared_data.cli import run_main
 from shared_data.dataset import splits
 from shared_data.dataset.builder import VocalMelsConfig, build_dataset, open_dataset
@@ -24,7 +25,6 @@ from shared_data.dataset.features import FeatureParams
 from shared_data.ensemble.members import DATASET_KEY, dataset_record
 from shared_data.errors import DataError, UserError
 from shared_data.training import cross_validation as cv_folds
-from shared_data.training.model_names import MODEL_NAMES
 from shared_data.training.recipe import Recipe
 from torch_ref import checkpoint as ckpt_lib
 from torch_ref import cv as cv_lib

@@ -1,6 +1,7 @@
-"""Model registry: one name -> one factory.
+"""The Flax NNX model registry: one name -> one factory ``factory(num_classes, in_chans, **kw)``.
 
-The names are ``shared_data.training.model_names.MODEL_NAMES``.
+The names are ``shared_data.architecture.names.MODEL_NAMES``; the table itself is a
+:class:`shared_data.registry.Registry`, the same kind in both backends.
 """
 
 from __future__ import annotations
@@ -8,37 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from shared_data.errors import UserError
+from shared_data.architecture.names import ModelError
+from shared_data.registry import Registry
 
+MODELS: Registry[Callable[..., Any]] = Registry("model", ModelError)
+register_model = MODELS.decorator
+get_factory = MODELS.get
+available_models = MODELS.names
 
-class ModelError(UserError):
-    """Unknown model name, duplicate registration, or an input of the wrong shape."""
-
-
-_REGISTRY: dict[str, Callable[..., Any]] = {}
-
-
-def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering ``factory(num_classes, in_chans, **kwargs)`` under ``name``."""
-
-    def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
-        if name in _REGISTRY:
-            raise ModelError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
-
-
-def available_models() -> tuple[str, ...]:
-    """The registered model names, sorted."""
-    return tuple(sorted(_REGISTRY))
-
-
-def get_factory(name: str) -> Callable[..., Any]:
-    """The factory registered under ``name``; an unknown name lists the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        valid = ", ".join(available_models())
-        raise ModelError(f"unknown model {name!r}; valid models: {valid}") from None
+__all__ = ["MODELS", "ModelError", "available_models", "get_factory", "register_model"]

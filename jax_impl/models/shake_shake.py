@@ -27,7 +27,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from jax_impl.models.layers import (
@@ -41,25 +40,16 @@ from jax_impl.models.layers import (
     linear,
 )
 from jax_impl.models.registry import ModelError, register_model
+from shared_data.architecture.shake_shake import (
+    BLOCKS_PER_STAGE,
+    RESNEXT_CARDINALITY,
+    RESNEXT_GROUP_WIDTHS,
+    STAGE_STRIDES,
+    STAGE_WIDTHS,
+    STEM_WIDTH,
+)
 
 Draws = Mapping[str, Any]  # {"alpha": [N, B], "beta": [N, B]}
-
-STAGE_WIDTHS = (96, 192, 384)
-STAGE_STRIDES = (1, 2, 2)
-BLOCKS_PER_STAGE = 4
-STEM_WIDTH = 16
-RESNEXT_CARDINALITY = 4
-RESNEXT_GROUP_WIDTHS = (64, 128, 256)
-
-
-def parity_draws(model: nnx.Module, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    """Deterministic draws ``{"alpha": [N, B], "beta": [N, B]}`` float32 in [0, 1) for ``model``.
-
-    ``N = model.num_shake_blocks``. Both backends compute it with numpy, so
-    ``torch_ref.models.shake_shake.parity_draws`` gives identical numbers.
-    """
-    u = np.random.default_rng(seed).random((2, model.num_shake_blocks, batch_size), np.float32)
-    return {"alpha": u[0], "beta": u[1]}
 
 
 def _per_image(v: jax.Array, like: jax.Array) -> jax.Array:

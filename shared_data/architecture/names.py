@@ -1,7 +1,14 @@
-"""The one list of model names both backends register (DESIGN.md section 2).
+"""The one list of model names both backends register, and the error for a bad model.
 
 Parity tests iterate over this tuple; each backend's registry must hold exactly these names.
 """
+
+from shared_data.errors import UserError
+
+
+class ModelError(UserError):
+    """Unknown model name, duplicate registration, or an input of the wrong shape."""
+
 
 MODEL_NAMES: tuple[str, ...] = (
     "resnet18",

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared_data.architecture.names import MODEL_NAMES
 from shared_data.errors import UserError
-from shared_data.training.model_names import MODEL_NAMES
 
 BACKENDS: tuple[str, ...] = ("jax", "torch")
 #: Models whose factories take ``memory_efficient`` (rematerialised DenseNet bottlenecks).

@@ -44,27 +44,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared_data.architecture.shake_shake import (
+    BLOCKS_PER_STAGE,
+    RESNEXT_CARDINALITY,
+    RESNEXT_GROUP_WIDTHS,
+    STAGE_STRIDES,
+    STAGE_WIDTHS,
+    STEM_WIDTH,
+)
 from torch_ref.models.layers import check_image_input
 from torch_ref.models.registry import ModelError, register_model
 
 Draws = Mapping[str, np.ndarray | torch.Tensor]  # {"alpha": [N, B], "beta": [N, B]}
-
-STAGE_WIDTHS = (96, 192, 384)
-STAGE_STRIDES = (1, 2, 2)
-BLOCKS_PER_STAGE = 4
-STEM_WIDTH = 16
-RESNEXT_CARDINALITY = 4
-RESNEXT_GROUP_WIDTHS = (64, 128, 256)
-
-
-def parity_draws(model: nn.Module, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    """Deterministic draws ``{"alpha": [N, B], "beta": [N, B]}`` float32 in [0, 1) for ``model``.
-
-    ``N = model.num_shake_blocks``. Both backends compute it with numpy, so
-    ``jax_impl.models.shake_shake.parity_draws`` gives identical numbers.
-    """
-    u = np.random.default_rng(seed).random((2, model.num_shake_blocks, batch_size), np.float32)
-    return {"alpha": u[0], "beta": u[1]}
 
 
 class _ShakeMix(torch.autograd.Function):

@@ -1,0 +1,7 @@
+"""What both backends' models share, as plain Python and numpy: names, constants, arithmetic.
+
+``names`` (the model names and ``ModelError``), ``spleeter_unet`` (the U-Net's numbers and TF's
+"same" padding and cropping), ``shake_shake`` (stage constants and the parity draws). The model
+packages ``jax_impl.models`` and ``torch_ref.models`` import these; this package imports nothing
+but numpy and :mod:`shared_data.errors`, and no dataset code.
+"""
