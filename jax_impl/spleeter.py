@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +18,12 @@ from flax import nnx
 from jax_impl.convert import load_torch_state
 from jax_impl.models.spleeter_unet import SpleeterUNet
 from shared_data.separation import weights as spleeter_weights
-from shared_data.separation.chunks import DEFAULT_PARAMS, SpleeterParams, separate_in_chunks
+from shared_data.separation.chunks import DEFAULT_PARAMS, SpleeterParams
+from shared_data.separation.spleeter import (
+    SpleeterBackend,
+    SpleeterSeparatorBase,
+    register_spleeter_backend,
+)
 
 BACKEND = "jax"
 DEFAULT_BATCH_PATCHES = 4
@@ -101,7 +105,7 @@ def _separate_batch_jit(
     return separate_batch(nets, segments, params)
 
 
-class SpleeterSeparator:
+class SpleeterSeparator(SpleeterSeparatorBase):
     """The ``spleeter`` separator on JAX: ``separate(songs)`` -> vocals, accompaniment, mix.
 
     Args:
@@ -109,8 +113,7 @@ class SpleeterSeparator:
         device: a ``jax.Device``; the default device (the accelerator when present) by default.
     """
 
-    name = "spleeter"
-    stems: tuple[str, ...] = (*DEFAULT_PARAMS.stems, "mix")
+    backend = BACKEND
 
     def __init__(
         self,
@@ -132,21 +135,13 @@ class SpleeterSeparator:
         x = jax.device_put(np.asarray(segments, dtype=np.float32), self.device)
         return np.asarray(_separate_batch_jit(self._graphdef, self._state, x, self.params))
 
-    def separate(self, songs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Songs ``[2, n_i]`` float32 at 44.1 kHz -> per song ``{vocals, accompaniment, mix}``,
-        each ``[2, n_i]`` float32."""
-        return separate_in_chunks(
-            songs, self.separate_batch, batch_patches=self.batch_patches, params=self.params
-        )
+    def framework_version(self) -> dict[str, str]:
+        return {"jax": jax.__version__}
 
-    def info(self) -> dict[str, Any]:
-        """Provenance: name, stems, backend and device, weights (source, SHA-256), parameters."""
-        return {
-            "name": self.name,
-            "stems": list(self.stems),
-            "backend": BACKEND,
-            "device": str(self.device),
-            "jax": jax.__version__,
-            "weights": spleeter_weights.weights_info(),
-            "params": self.params.to_dict(),
-        }
+
+def has_accelerator() -> bool:
+    """Whether jax computes on an accelerator here."""
+    return any(d.platform != "cpu" for d in jax.devices())
+
+
+register_spleeter_backend(BACKEND, SpleeterBackend(SpleeterSeparator, has_accelerator))

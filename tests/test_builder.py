@@ -294,7 +294,7 @@ def test_csv_malformed_row_names_the_line(tmp_path: Path) -> None:
 @pytest.fixture
 def half_separator(monkeypatch):
     """A stand-in separator with a vocals stem (half the mix), in a private registry copy."""
-    monkeypatch.setattr(separation, "_FACTORIES", dict(separation._FACTORIES))
+    monkeypatch.setattr(separation.SEPARATORS, "_entries", dict(separation.SEPARATORS._entries))
 
     class Half:
         name = "half"

@@ -40,9 +40,9 @@ class _FakeSeparator:
 def registry(monkeypatch):
     """A private copy of the registry, so tests can register names without leaking them."""
     # Import the real plug-ins first: one first imported into the copy would be lost with it.
-    separation._load_plugins()
-    monkeypatch.setattr(separation, "_FACTORIES", dict(separation._FACTORIES))
-    return separation._FACTORIES
+    separation.SEPARATORS.load_plugins()
+    monkeypatch.setattr(separation.SEPARATORS, "_entries", dict(separation.SEPARATORS._entries))
+    return separation.SEPARATORS
 
 
 def _songs():
@@ -113,10 +113,10 @@ def test_registration_builds_lazily_and_names_the_alternative(registry):
 
 
 def test_duplicate_registration_raises(registry):
-    with pytest.raises(ValueError, match="separator 'none' is already registered"):
+    with pytest.raises(DataError, match="separator 'none' is registered twice"):
         register_separator("none", lambda backend: _FakeSeparator(backend))
     register_separator("fake", _FakeSeparator)
-    with pytest.raises(ValueError, match="separator 'fake' is already registered"):
+    with pytest.raises(DataError, match="separator 'fake' is registered twice"):
         register_separator("fake", _FakeSeparator)
 
 
@@ -134,7 +134,7 @@ def test_plugin_modules_register_themselves(registry, tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(
-        separation, "PLUGIN_MODULES", ("vg_plugins_ok.fake_sep", "vg_plugins_absent.sep")
+        registry, "builtin_plugins", ("vg_plugins_ok.fake_sep", "vg_plugins_absent.sep")
     )
     assert get_separator("plugged", backend="jax").backend == "jax"  # never imported by hand
     assert "plugged" in available_separators()
@@ -143,7 +143,7 @@ def test_plugin_modules_register_themselves(registry, tmp_path, monkeypatch):
 def test_broken_plugin_is_reported_not_hidden(registry, tmp_path, monkeypatch):
     (tmp_path / "vg_broken_sep.py").write_text("import vg_no_such_dependency\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(separation, "PLUGIN_MODULES", ("vg_broken_sep",))
+    monkeypatch.setattr(registry, "builtin_plugins", ("vg_broken_sep",))
     assert "none" in available_separators()  # the other separators still work
     with pytest.raises(DataError, match=r"plug-in vg_broken_sep failed to import .*vg_no_such"):
         get_separator("vg_broken")

@@ -16,6 +16,7 @@ from flax import nnx
 
 from jax_impl import spleeter as jax_sep
 from shared_data.errors import DataError
+from shared_data.registry import Registry
 from shared_data.separation import chunks as spleeter_chunks
 from shared_data.separation import spleeter
 from shared_data.separation.chunks import DEFAULT_PARAMS, SpleeterParams, separate_in_chunks
@@ -161,17 +162,35 @@ def test_nan_song_is_rejected():
         spleeter_chunks.check_songs([song])
 
 
+def _ports(monkeypatch, **accelerated: bool) -> None:
+    """Stand-in ports for the named backends, each reporting whether it sees an accelerator."""
+    table = Registry("spleeter backend", DataError)
+    for backend, flag in accelerated.items():
+        table.register(backend, spleeter.SpleeterBackend(object, lambda flag=flag: flag))
+    monkeypatch.setattr(spleeter, "IMPLEMENTATIONS", table)
+
+
 def test_auto_backend_prefers_accelerated_jax_then_cuda_torch_then_cpu_choice(monkeypatch):
-    monkeypatch.setattr(spleeter, "_jax_has_accelerator", lambda: True)
-    monkeypatch.setattr(spleeter, "_torch_has_cuda", lambda: True)
+    _ports(monkeypatch, jax=True, torch=True)
     assert spleeter.resolve_backend("auto") == "jax"
-    monkeypatch.setattr(spleeter, "_jax_has_accelerator", lambda: False)
+    _ports(monkeypatch, jax=False, torch=True)
     assert spleeter.resolve_backend("auto") == "torch"
-    monkeypatch.setattr(spleeter, "_torch_has_cuda", lambda: False)
+    _ports(monkeypatch, jax=False, torch=False)
     assert spleeter.resolve_backend("auto") == spleeter.CPU_BACKEND == "jax"
     assert spleeter.resolve_backend("torch") == "torch"
     with pytest.raises(DataError, match="auto|jax|torch"):
         spleeter.resolve_backend("tensorflow")
+
+
+def test_auto_backend_takes_the_installed_one_when_jax_is_missing(monkeypatch):
+    _ports(monkeypatch, torch=False)
+    assert spleeter.resolve_backend("auto") == "torch"
+
+
+def test_both_ports_register_themselves_through_entry_points():
+    assert spleeter.IMPLEMENTATIONS.names() == ("jax", "torch")
+    assert spleeter.IMPLEMENTATIONS.get("jax").factory is jax_sep.SpleeterSeparator
+    assert spleeter.IMPLEMENTATIONS.get("torch").factory is torch_sep.SpleeterSeparator
 
 
 def test_registering_spleeter_imports_no_framework():

@@ -8,13 +8,17 @@ Runs under ``torch.inference_mode`` on CUDA when present, else the CPU, in float
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import torch
 
 from shared_data.separation import weights as spleeter_weights
-from shared_data.separation.chunks import DEFAULT_PARAMS, SpleeterParams, separate_in_chunks
+from shared_data.separation.chunks import DEFAULT_PARAMS, SpleeterParams
+from shared_data.separation.spleeter import (
+    SpleeterBackend,
+    SpleeterSeparatorBase,
+    register_spleeter_backend,
+)
 from torch_ref.models.spleeter_unet import SpleeterUNet
 
 BACKEND = "torch"
@@ -86,7 +90,7 @@ def separate_batch(
     return inverse_stft(masked, params).transpose(0, 1)
 
 
-class SpleeterSeparator:
+class SpleeterSeparator(SpleeterSeparatorBase):
     """The ``spleeter`` separator on PyTorch: ``separate(songs)`` -> vocals, accompaniment, mix.
 
     Args:
@@ -94,8 +98,7 @@ class SpleeterSeparator:
         device: torch device; CUDA when available by default.
     """
 
-    name = "spleeter"
-    stems: tuple[str, ...] = (*DEFAULT_PARAMS.stems, "mix")
+    backend = BACKEND
 
     def __init__(
         self,
@@ -116,21 +119,13 @@ class SpleeterSeparator:
             x = torch.from_numpy(np.ascontiguousarray(segments, dtype=np.float32)).to(self.device)
             return separate_batch(self.nets, x, self.params).cpu().numpy()
 
-    def separate(self, songs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Songs ``[2, n_i]`` float32 at 44.1 kHz -> per song ``{vocals, accompaniment, mix}``,
-        each ``[2, n_i]`` float32."""
-        return separate_in_chunks(
-            songs, self.separate_batch, batch_patches=self.batch_patches, params=self.params
-        )
+    def framework_version(self) -> dict[str, str]:
+        return {"torch": torch.__version__}
 
-    def info(self) -> dict[str, Any]:
-        """Provenance: name, stems, backend and device, weights (source, SHA-256), parameters."""
-        return {
-            "name": self.name,
-            "stems": list(self.stems),
-            "backend": BACKEND,
-            "device": str(self.device),
-            "torch": torch.__version__,
-            "weights": spleeter_weights.weights_info(),
-            "params": self.params.to_dict(),
-        }
+
+def has_accelerator() -> bool:
+    """Whether torch computes on an accelerator here."""
+    return torch.cuda.is_available()
+
+
+register_spleeter_backend(BACKEND, SpleeterBackend(SpleeterSeparator, has_accelerator))

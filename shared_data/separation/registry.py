@@ -5,33 +5,33 @@ factory ``factory(backend: str) -> Separator``, so a heavy one (the Spleeter U-N
 framework and weights only when asked for. Every separator returns the input under ``"mix"`` as
 well as its own stems, so ``--stem=mix`` works with any of them.
 
-Plug-in hook: a module that registers a separator at import time, e.g.::
+Plug-ins: :data:`SEPARATORS` is a :class:`shared_data.registry.Registry`. Before a name is looked
+up it imports :data:`PLUGIN_MODULES` (the project's own, e.g. ``shared_data.separation.spleeter``)
+and every module of the ``vocalgenre.separators`` entry-point group, each of which registers
+itself at import::
 
-    # shared_data/separation/spleeter.py
     from shared_data.separation.registry import register_separator
-    register_separator("spleeter", make_spleeter)   # make_spleeter(backend) -> Separator
+    register_separator("demucs", make_demucs)   # make_demucs(backend) -> Separator
 
-is found without anyone importing it first: :func:`get_separator` and
-:func:`available_separators` import every module named in :data:`PLUGIN_MODULES` that is
-installed. A plug-in module that is absent is skipped; one that fails to import (e.g. a missing
-dependency) leaves the other separators usable, and asking for a name that is then unknown
-reports the import error, so a separator never vanishes silently.
+A plug-in module that fails to import (e.g. a missing dependency) leaves the other separators
+usable, and asking for a name that is then unknown reports the import error, so a separator never
+vanishes silently.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from shared_data.errors import DataError
+from shared_data.registry import Registry
 
 __all__ = [
     "BACKENDS",
     "PLUGIN_MODULES",
+    "SEPARATORS",
     "STEM_CHOICES",
     "NoneSeparator",
     "Separator",
@@ -71,32 +71,19 @@ class Separator(Protocol):
 
 
 SeparatorFactory = Callable[[str], Separator]
-_FACTORIES: dict[str, SeparatorFactory] = {}
+SEPARATORS: Registry[SeparatorFactory] = Registry(
+    "separator", DataError, plugin_group="vocalgenre.separators", builtin_plugins=PLUGIN_MODULES
+)
 
 
 def register_separator(name: str, factory: SeparatorFactory) -> None:
     """Register ``factory(backend) -> Separator`` under ``name``; a name can be taken only once."""
-    if name in _FACTORIES:
-        raise ValueError(f"separator {name!r} is already registered")
-    _FACTORIES[name] = factory
-
-
-def _load_plugins() -> dict[str, str]:
-    """Import the installed plug-in modules; returns ``{module: error}`` for those that failed."""
-    failures = {}
-    for module in PLUGIN_MODULES:
-        try:
-            if importlib.util.find_spec(module) is not None:
-                importlib.import_module(module)
-        except ImportError as err:  # a broken plug-in must not take the other separators down
-            failures[module] = f"{type(err).__name__}: {err}"
-    return failures
+    SEPARATORS.register(name, factory)
 
 
 def available_separators() -> tuple[str, ...]:
     """The registered separator names, plug-ins included, sorted."""
-    _load_plugins()
-    return tuple(sorted(_FACTORIES))
+    return SEPARATORS.names()
 
 
 def get_separator(name: str, backend: str = "auto") -> Separator:
@@ -108,15 +95,7 @@ def get_separator(name: str, backend: str = "auto") -> Separator:
     """
     if backend not in BACKENDS:
         raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if name not in _FACTORIES:
-        failures = _load_plugins()
-        if name not in _FACTORIES:
-            broken = "".join(f"; plug-in {m} failed to import ({e})" for m, e in failures.items())
-            raise DataError(
-                f"unknown separator {name!r}; choose one of --separator="
-                f"{'|'.join(sorted(_FACTORIES))}{broken}"
-            )
-    return _FACTORIES[name](backend)
+    return SEPARATORS.get(name, flag="separator")(backend)
 
 
 def require_stem(stems: Sequence[str], stem: str, *, separator_name: str) -> None:
