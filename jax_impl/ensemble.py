@@ -29,10 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jax_impl.convert import jax_to_torch, torch_to_jax
 from jax_impl.models import create_model
 from shared_data.cli import run_main
 from shared_data.ensemble import evaluation as ev
-from shared_data.ensemble.members import MemberError, MemberInfo, read_members
+from shared_data.ensemble import loaders
+from shared_data.ensemble.loaders import register_member_loader
+from shared_data.ensemble.members import MemberError, MemberInfo
 
 __all__ = [
     "CHECKPOINTS",
@@ -44,6 +47,7 @@ __all__ = [
     "read_jax_variables",
 ]
 
+BACKEND = "jax"
 CHECKPOINTS = ev.CHECKPOINTS
 DEFAULT_BATCH = ev.DEFAULT_BATCH
 
@@ -183,48 +187,49 @@ class JaxPredictor:
         return np.concatenate(out)
 
 
-def load_member(
-    info: MemberInfo,
-    *,
-    route: str = "convert",
-    checkpoint: str = "best",
-    batch_size: int = DEFAULT_BATCH,
-) -> ev.Predictor:
-    """A :class:`~shared_data.ensemble.evaluation.Predictor` for one member in this backend.
+def _load_jax_member(info: MemberInfo, *, checkpoint: str, batch_size: int) -> JaxPredictor:
+    return JaxPredictor(info, jax_model_from_run(info, checkpoint), "native", batch_size)
 
-    A torch member is converted (``route="convert"``) or left to torch (``"native"``).
-    """
-    if route not in ev.ROUTES:
-        raise MemberError(f"unknown --route={route!r}; choose one of {'|'.join(ev.ROUTES)}")
-    if checkpoint not in CHECKPOINTS:
-        raise MemberError(f"unknown --checkpoint={checkpoint!r}; choose {'|'.join(CHECKPOINTS)}")
-    if info.backend == "jax":
-        return JaxPredictor(info, jax_model_from_run(info, checkpoint), "native", batch_size)
-    from torch_ref import ensemble as torch_ensemble  # the other backend, only when needed
 
-    if route == "native":
-        return torch_ensemble.load_member(info, checkpoint=checkpoint, batch_size=batch_size)
-    from jax_impl.convert import torch_to_jax
+def _load_torch_member_in_jax(
+    info: MemberInfo, *, checkpoint: str, batch_size: int
+) -> JaxPredictor:
+    from torch_ref.ensemble import read_torch_state  # conversion is this backend's job
 
-    state_dict = torch_ensemble.read_torch_state(info.run_dir, checkpoint)
+    state_dict = read_torch_state(info.run_dir, checkpoint)
     model = torch_to_jax(
         info.model, {k: v.numpy() for k, v in state_dict.items()}, info.num_classes, info.in_chans
     )
     return JaxPredictor(info, model, "converted from torch", batch_size)
 
 
-def load_ensemble(
-    run_dirs: Sequence[str | Path],
-    *,
-    route: str = "convert",
-    checkpoint: str = "best",
-    batch_size: int = DEFAULT_BATCH,
-) -> list[ev.Predictor]:
-    """Read, check (:func:`shared_data.ensemble.members.read_members`) and load every member."""
-    members = read_members(run_dirs)
-    return [
-        load_member(m, route=route, checkpoint=checkpoint, batch_size=batch_size) for m in members
-    ]
+def _load_jax_member_in_torch(info: MemberInfo, *, checkpoint: str, batch_size: int) -> Any:
+    """A JAX member's weights in the torch model (``jax_impl.convert.jax_to_torch``), eval mode."""
+    import torch
+
+    from torch_ref.ensemble import TorchPredictor
+    from torch_ref.models import create_model as create_torch_model
+
+    state = jax_to_torch(jax_model_from_run(info, checkpoint))
+    model = create_torch_model(info.model, info.num_classes, in_chans=info.in_chans)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    return TorchPredictor(info, model.eval(), "converted from jax", batch_size)
+
+
+register_member_loader(BACKEND, BACKEND, _load_jax_member)
+register_member_loader("torch", BACKEND, _load_torch_member_in_jax)
+register_member_loader(BACKEND, "torch", _load_jax_member_in_torch)
+
+
+def load_member(info: MemberInfo, **kwargs: Any) -> ev.Predictor:
+    """:func:`shared_data.ensemble.loaders.load_member` seen from JAX (``route``,
+    ``checkpoint``, ``batch_size``): a torch member is converted or computed by torch."""
+    return loaders.load_member(info, runs_on=BACKEND, **kwargs)
+
+
+def load_ensemble(run_dirs: Sequence[str | Path], **kwargs: Any) -> list[ev.Predictor]:
+    """Read, check and load every member, computed by JAX where converted."""
+    return loaders.load_ensemble(run_dirs, runs_on=BACKEND, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,10 @@
 """Ensembles in PyTorch: the mirror of ``jax_impl/ensemble.py`` (same flags, same rules).
 
 ``python -m torch_ref.ensemble --members=runs/a,runs/b [--split=train] [--fold=k]``. A torch
-member is loaded from its ``checkpoints/best.pt`` (or ``latest.pt``); a JAX member is, with
-``--route=convert`` (default), restored in JAX and exported into the torch model by
-``jax_impl.convert.jax_to_torch``, or with ``--route=native`` computed by JAX itself.
+member is loaded from its ``checkpoints/best.pt`` (or ``latest.pt``). A JAX member is, with
+``--route=convert`` (default), restored in JAX and exported into the torch model, or with
+``--route=native`` computed by JAX itself: both loaders are JAX's, registered by
+``jax_impl.ensemble`` (:mod:`shared_data.ensemble.loaders`); this module imports no JAX code.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from shared_data.cli import run_main
 from shared_data.ensemble import evaluation as ev
-from shared_data.ensemble.members import MemberError, MemberInfo, read_members
+from shared_data.ensemble import loaders
+from shared_data.ensemble.loaders import register_member_loader
+from shared_data.ensemble.members import MemberError, MemberInfo
 from torch_ref.models import create_model
 
 __all__ = [
@@ -30,6 +34,7 @@ __all__ = [
     "torch_model_from_run",
 ]
 
+BACKEND = "torch"
 CHECKPOINTS = ev.CHECKPOINTS
 DEFAULT_BATCH = ev.DEFAULT_BATCH
 # DDP/compile wrappers prefix the keys; checkpoints of the training loop hold the bare model's,
@@ -75,17 +80,6 @@ def torch_model_from_run(info: MemberInfo, checkpoint: str = "best") -> torch.nn
     return model.eval()
 
 
-def torch_model_from_jax_run(info: MemberInfo, checkpoint: str = "best") -> torch.nn.Module:
-    """A JAX member's weights in the torch model (``jax_impl.convert.jax_to_torch``), eval mode."""
-    from jax_impl.convert import jax_to_torch
-    from jax_impl.ensemble import jax_model_from_run
-
-    state = jax_to_torch(jax_model_from_run(info, checkpoint))
-    model = create_model(info.model, info.num_classes, in_chans=info.in_chans)
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-    return model.eval()
-
-
 class TorchPredictor:
     """A member computed by torch (CPU, fp32, ``inference_mode``), in batches."""
 
@@ -108,43 +102,22 @@ class TorchPredictor:
         return np.concatenate(out)
 
 
-def load_member(
-    info: MemberInfo,
-    *,
-    route: str = "convert",
-    checkpoint: str = "best",
-    batch_size: int = DEFAULT_BATCH,
-) -> ev.Predictor:
-    """A :class:`~shared_data.ensemble.evaluation.Predictor` for one member in this backend.
-
-    A JAX member is converted (``route="convert"``) or left to JAX (``"native"``).
-    """
-    if route not in ev.ROUTES:
-        raise MemberError(f"unknown --route={route!r}; choose one of {'|'.join(ev.ROUTES)}")
-    if checkpoint not in CHECKPOINTS:
-        raise MemberError(f"unknown --checkpoint={checkpoint!r}; choose {'|'.join(CHECKPOINTS)}")
-    if info.backend == "torch":
-        return TorchPredictor(info, torch_model_from_run(info, checkpoint), "native", batch_size)
-    if route == "native":
-        from jax_impl import ensemble as jax_ensemble  # the other backend, only when needed
-
-        return jax_ensemble.load_member(info, checkpoint=checkpoint, batch_size=batch_size)
-    model = torch_model_from_jax_run(info, checkpoint)
-    return TorchPredictor(info, model, "converted from jax", batch_size)
+def _load_torch_member(info: MemberInfo, *, checkpoint: str, batch_size: int) -> TorchPredictor:
+    return TorchPredictor(info, torch_model_from_run(info, checkpoint), "native", batch_size)
 
 
-def load_ensemble(
-    run_dirs: Sequence[str | Path],
-    *,
-    route: str = "convert",
-    checkpoint: str = "best",
-    batch_size: int = DEFAULT_BATCH,
-) -> list[ev.Predictor]:
-    """Read, check (:func:`shared_data.ensemble.members.read_members`) and load every member."""
-    members = read_members(run_dirs)
-    return [
-        load_member(m, route=route, checkpoint=checkpoint, batch_size=batch_size) for m in members
-    ]
+register_member_loader("torch", BACKEND, _load_torch_member)
+
+
+def load_member(info: MemberInfo, **kwargs: Any) -> ev.Predictor:
+    """:func:`shared_data.ensemble.loaders.load_member` seen from torch (``route``,
+    ``checkpoint``, ``batch_size``): a JAX member is converted or computed by JAX."""
+    return loaders.load_member(info, runs_on=BACKEND, **kwargs)
+
+
+def load_ensemble(run_dirs: Sequence[str | Path], **kwargs: Any) -> list[ev.Predictor]:
+    """Read, check and load every member, computed by torch where converted."""
+    return loaders.load_ensemble(run_dirs, runs_on=BACKEND, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:
