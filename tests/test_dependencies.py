@@ -95,6 +95,35 @@ def test_model_packages_import_no_dataset_code(models):
     assert _offenders(models, DATASET_CODE + DATASET_LIBRARIES) == []
 
 
+BASE = {"shared_data.errors", "shared_data.cli", "shared_data.registry"}
+#: What each subpackage of shared_data may import besides BASE (its docstring says the same).
+ALLOWED = {
+    "architecture": set(),
+    "audio": set(),
+    "corpus": {"audio"},
+    "separation": {"audio"},
+    "dataset": {"separation", "corpus", "audio"},
+    "training": {"dataset", "architecture"},
+    "ensemble": {"dataset", "separation", "audio"},
+}
+
+
+def test_shared_data_subpackages_import_only_what_their_docstrings_allow():
+    wrong = []
+    for name, targets in GRAPH.items():
+        parts = name.split(".")
+        if parts[0] != "shared_data" or len(parts) < 3:
+            continue
+        for target in targets & set(MODULES):
+            sub = target.split(".")
+            if sub[0] != "shared_data" or target in BASE or sub[1] == parts[1]:
+                continue
+            if sub[1] not in ALLOWED[parts[1]]:
+                wrong.append(f"{name} imports {target}")
+    assert sorted(wrong) == []
+    assert set(ALLOWED) == {p.parent.name for p in (REPO / "shared_data").glob("*/__init__.py")}
+
+
 def _cycle() -> list[str] | None:
     """One import cycle among the project's modules, or None (depth-first search)."""
     state: dict[str, int] = {}  # 1: on the stack, 2: done

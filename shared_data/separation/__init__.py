@@ -1,1 +1,11 @@
-"""separation."""
+"""Source separation: the separator interface and registry, and Spleeter's backend-neutral half.
+
+``registry`` (the ``Separator`` protocol, ``register_separator``/``get_separator``, stem choice, the
+``none`` separator), ``spleeter`` (the ``spleeter`` separator: which backend's port to build, and
+what the ports share), ``chunks`` (Spleeter's numbers and the chunking of whole songs), ``weights``
+(Deezer's weights, read without executing pickle code), ``separate_cli``
+(``python -m shared_data.separate``). The ports themselves are ``jax_impl.spleeter`` and
+``torch_ref.spleeter``, which register themselves here.
+May import: :mod:`shared_data.audio`, :mod:`shared_data.registry`, :mod:`shared_data.errors`,
+:mod:`shared_data.cli`; never a backend.
+"""
