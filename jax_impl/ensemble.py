@@ -12,8 +12,9 @@ loaded into the JAX model by ``jax_impl.convert.torch_to_jax`` and computed here
 ``--route=native``, computed by torch itself (``torch_ref.ensemble``); both give the same
 probabilities (``parity_tests/test_ensemble.py``). ``torch_ref.ensemble`` mirrors this file.
 
-Which checkpoint: ``--checkpoint=best`` (default; the best-validation one, as the seed kept) or
-``latest``; a run without a best-validation checkpoint falls back to its latest, with a note.
+Which checkpoint: ``--checkpoint=best`` (default; the best-validation one, as the reference report
+kept) or ``latest``; a run without a best-validation checkpoint falls back to its latest, with a
+note.
 """
 
 from __future__ import annotations

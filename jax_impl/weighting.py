@@ -1,5 +1,6 @@
-"""The seed's learned ensemble weighting in Flax NNX: one convolution over the stacked member
-outputs, then BatchNorm; trained on out-of-fold predictions and reported beside the plain sum.
+"""The reference report's learned ensemble weighting in Flax NNX: one convolution over the stacked
+member outputs, then BatchNorm; trained on out-of-fold predictions and reported beside the plain
+sum.
 
 ``python -m jax_impl.weighting --predictions=DIR_0/predictions.npz,...,DIR_K-1/predictions.npz
 [--out=report.json]`` (the files from ``jax_impl.evaluate``, one per fold; see
@@ -151,7 +152,10 @@ def member_weights(model: LearnedWeighting) -> np.ndarray:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m jax_impl.weighting",
-        description="Cross-validate the seed's learned ensemble weighting against the plain sum.",
+        description=(
+            "Cross-validate the reference report's learned ensemble weighting against the plain "
+            "sum."
+        ),
     )
     parser.add_argument(
         "--predictions",

@@ -24,7 +24,7 @@ CLIP = 66150
 
 
 def _librosa_mel(clip: np.ndarray) -> np.ndarray:
-    """The seed's recipe written out with librosa directly."""
+    """The reference report's recipe written out with librosa directly."""
     power = librosa.feature.melspectrogram(y=clip, sr=22050, n_fft=2048, hop_length=512, n_mels=128)
     return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None)[:, :128]
 

@@ -1,4 +1,5 @@
-"""The seed's learned ensemble weighting (jax_impl.weighting) and its cross-validation report.
+"""The reference report's learned ensemble weighting (jax_impl.weighting) and its cross-validation
+report.
 
 The members here are synthetic prediction tables with known quality, so what the weighting should
 learn is known: the trainer is tested on its own, without training base models.

@@ -99,7 +99,10 @@ def cbam_resnet18(
     param_dtype: Dtype = jnp.float32,
     rngs: nnx.Rngs | None = None,
 ) -> ResNet:
-    """ResNet-18 with CBAM in every block and the seed's stem; ``[B, H, W, in_chans]`` -> logits."""
+    """ResNet-18 with CBAM in every block and the reference report's stem.
+
+    Input ``[B, H, W, in_chans]``, output logits ``[B, num_classes]``.
+    """
     return ResNet(
         CBAMBasicBlock,
         (2, 2, 2, 2),

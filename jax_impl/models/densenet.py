@@ -1,7 +1,7 @@
 """DenseNet in Flax NNX (DenseNet-201 registered), mirroring torchvision's ``DenseNet``.
 
-The seed's stem: ``features.conv0`` is a 3x3 stride-1 pad-1 conv over ``in_chans`` and there is
-no ``pool0``. Attribute paths equal torchvision's state-dict keys
+The reference report's stem: ``features.conv0`` is a 3x3 stride-1 pad-1 conv over ``in_chans`` and
+there is no ``pool0``. Attribute paths equal torchvision's state-dict keys
 (``features.denseblock1.denselayer1.norm1``, ``features.transition1.conv``, ``features.norm5``,
 ``classifier``). NHWC input ``[B, H, W, in_chans]``.
 """
@@ -103,7 +103,8 @@ def _dense_block(x: jax.Array, block: nnx.Dict[DenseLayer], memory_efficient: bo
 
 
 class DenseNet(nnx.Module):
-    """torchvision's DenseNet-BC with the seed's stem: ``[B, H, W, in_chans] -> [B, num_classes]``.
+    """torchvision's DenseNet-BC with the reference report's stem: ``[B, H, W, in_chans] -> [B,
+    num_classes]``.
 
     Args:
         growth_rate, block_config, num_init_features, bn_size: torchvision's arguments.

@@ -1,4 +1,5 @@
-"""A bidirectional LSTM over the log-mel's time frames (the seed's "LSTM" model), NHWC input.
+"""A bidirectional LSTM over the log-mel's time frames (the reference report's "LSTM" model), NHWC
+input.
 
 The mirror of ``torch_ref/models/lstm.py``. Layout: the input ``[B, n_mels, T, in_chans]``
 (H = mel bins, W = time) is read as ``T`` frames of ``in_chans * n_mels`` features, channel-major

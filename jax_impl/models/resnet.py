@@ -115,7 +115,8 @@ def _shortcut(downsample: nnx.List[nnx.Module] | None, x: jax.Array) -> jax.Arra
 
 
 class ResNet(nnx.Module):
-    """torchvision's ResNet with the seed's stem: ``[B, H, W, in_chans] -> [B, num_classes]``.
+    """torchvision's ResNet with the reference report's stem: ``[B, H, W, in_chans] -> [B,
+    num_classes]``.
 
     Args:
         block: ``"basic"`` (ResNet-18/34) or ``"bottleneck"`` (ResNet-50+, ResNeXt), or a block

@@ -1,9 +1,9 @@
 """Ensemble arithmetic and classification metrics: pure numpy functions both backends share.
 
-Ensemble rule (the seed's): the members' clip probabilities are summed and the label with the
-largest sum wins. :func:`combine_members` returns the sum divided by the number of members (the
-mean), which has the same argmax and stays a probability distribution, so the same numbers can be
-printed as "probabilities" and compared across backends.
+Ensemble rule (the reference report's): the members' clip probabilities are summed and the label
+with the largest sum wins. :func:`combine_members` returns the sum divided by the number of members
+(the mean), which has the same argmax and stays a probability distribution, so the same numbers can
+be printed as "probabilities" and compared across backends.
 
 Song rule: a song's probabilities are the mean of its clips' probabilities (``"mean_prob"``, soft
 voting; equivalently the sum of clip probabilities, renormalised). Why not the mean of clip
@@ -70,7 +70,7 @@ def combine_members(member_probs: Sequence[np.ndarray] | np.ndarray) -> np.ndarr
         member_probs: ``M`` arrays ``[N, C]`` (or one array ``[M, N, C]``) of probabilities.
 
     Returns:
-        float32 ``[N, C]``; its argmax is the argmax of the plain sum (the seed's rule).
+        float32 ``[N, C]``; its argmax is the argmax of the plain sum (the reference report's rule).
     """
     stacked = np.asarray(member_probs, dtype=np.float64)
     if stacked.ndim != 3 or stacked.shape[0] == 0:

@@ -41,7 +41,7 @@ __all__ = [
 #: How a member trained by the other backend is run: its weights converted into this backend
 #: (``convert``) or its own backend's model (``native``).
 ROUTES: tuple[str, ...] = ("convert", "native")
-#: Which checkpoint of a run: the best-validation one (the seed's choice) or the latest.
+#: Which checkpoint of a run: the best-validation one (the reference report's choice) or the latest.
 CHECKPOINTS: tuple[str, ...] = ("best", "latest")
 #: Clips per forward pass of a member.
 DEFAULT_BATCH = 64

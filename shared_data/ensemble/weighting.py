@@ -1,9 +1,11 @@
-"""The seed's learned ensemble weighting, judged against the plain sum on held-out folds.
+"""The reference report's learned ensemble weighting, judged against the plain sum on held-out
+folds.
 
-The seed tried replacing the probability sum by a meta-model (one convolution over the stacked
-member outputs, then batch normalisation) and found it overfit. This module is the backend-free
-half of that experiment: the out-of-fold predictions it trains on and the cross-validation that
-puts it beside the plain sum. The model and its trainer are ``jax_impl/weighting.py``.
+The reference report tried replacing the probability sum by a meta-model (one convolution over the
+stacked member outputs, then batch normalisation) and found it overfit. This module is the
+backend-free half of that experiment: the out-of-fold predictions it trains on and the
+cross-validation that puts it beside the plain sum. The model and its trainer are
+``jax_impl/weighting.py``.
 
 Out-of-fold (OOF) predictions: with K-fold training, the run of fold k predicts the clips of fold
 k, which it never saw; ``python -m jax_impl.evaluate --members=<fold-k run of each model>

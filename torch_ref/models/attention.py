@@ -1,10 +1,10 @@
 """CBAM attention (Woo et al. 2018, arXiv:1807.06521) on torchvision's ResNet-18: ``cbam_resnet18``.
 
-The seed's "ResNet integrated with attention modules". torchvision's ``ResNet`` is reused by
-configuration: :class:`CBAMBasicBlock` is torchvision's ``BasicBlock`` plus a ``cbam`` submodule
-applied to the residual branch after its last BN and before the addition, passed as ``block`` to
-``torchvision.models.resnet.ResNet`` with ``[2, 2, 2, 2]``; the stem change is the one every
-ResNet here gets (``torch_ref.models.resnet``). State-dict keys are torchvision's plus
+The reference report's "ResNet integrated with attention modules". torchvision's ``ResNet`` is
+reused by configuration: :class:`CBAMBasicBlock` is torchvision's ``BasicBlock`` plus a ``cbam``
+submodule applied to the residual branch after its last BN and before the addition, passed as
+``block`` to ``torchvision.models.resnet.ResNet`` with ``[2, 2, 2, 2]``; the stem change is the one
+every ResNet here gets (``torch_ref.models.resnet``). State-dict keys are torchvision's plus
 ``layer{i}.{j}.cbam.*``.
 
 CBAM on ``x [B, C, H, W]``:
@@ -98,5 +98,5 @@ def _cbam_resnet18_builder(*, weights: None = None, num_classes: int) -> ResNet:
 
 @register_model("cbam_resnet18")
 def cbam_resnet18(num_classes: int, in_chans: int = 1) -> ResNet:
-    """ResNet-18 with CBAM in every block and the seed's stem; logits ``[B, num_classes]``."""
+    """ResNet-18 with CBAM in every block and the reference report's stem; logits ``[B, C]``."""
     return _seed_resnet(_cbam_resnet18_builder, "cbam_resnet18", num_classes, in_chans)

@@ -1,4 +1,4 @@
-"""DenseNet-201 from torchvision, configured with the seed's stem.
+"""DenseNet-201 from torchvision, configured with the reference report's stem.
 
 ``features.conv0`` becomes a 3x3, stride-1, pad-1 conv over ``in_chans`` channels and
 ``features.pool0`` (the 3x3 stride-2 max-pool) is removed, as for the ResNets.

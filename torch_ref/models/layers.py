@@ -14,7 +14,8 @@ from torch_ref.models.registry import ModelError
 
 
 def stem_conv(in_chans: int, out_channels: int, *, init: str = "fan_out") -> nn.Conv2d:
-    """The seed's stem: a 3x3, stride-1, pad-1 conv without bias, initialised like torchvision.
+    """The reference report's stem: a 3x3, stride-1, pad-1 conv without bias, initialised like
+    torchvision.
 
     ``init`` is the kaiming-normal mode torchvision uses for the family ("fan_out" for ResNet,
     "fan_in" for DenseNet), so the replaced stem starts like the rest of the network.

@@ -1,4 +1,5 @@
-"""A bidirectional LSTM over the log-mel's time frames (the seed's "LSTM" model), NCHW input.
+"""A bidirectional LSTM over the log-mel's time frames (the reference report's "LSTM" model), NCHW
+input.
 
 Layout: the input ``[B, in_chans, n_mels, T]`` (H = mel bins, W = time, as every model here sees
 the log-mel) is read as a sequence of ``T`` frames, each the ``in_chans * n_mels`` values of one
