@@ -1,20 +1,8 @@
-"""The Flax NNX model registry: one name -> one factory ``factory(num_classes, in_chans, **kw)``.
+"""The Flax NNX model registry; its names are ``shared_data.architecture.names.MODEL_NAMES``."""
 
-The names are ``shared_data.architecture.names.MODEL_NAMES``; the table itself is a
-:class:`shared_data.registry.Registry`, the same kind in both backends.
-"""
+from shared_data.architecture.names import ModelError, new_model_registry
 
-from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
-
-from shared_data.architecture.names import ModelError
-from shared_data.registry import Registry
-
-MODELS: Registry[Callable[..., Any]] = Registry("model", ModelError)
-register_model = MODELS.decorator
-get_factory = MODELS.get
-available_models = MODELS.names
+MODELS = new_model_registry()
+register_model, get_factory, available_models = MODELS.decorator, MODELS.get, MODELS.names
 
 __all__ = ["MODELS", "ModelError", "available_models", "get_factory", "register_model"]

@@ -40,14 +40,7 @@ from jax_impl.models.layers import (
     linear,
 )
 from jax_impl.models.registry import ModelError, register_model
-from shared_data.architecture.shake_shake import (
-    BLOCKS_PER_STAGE,
-    RESNEXT_CARDINALITY,
-    RESNEXT_GROUP_WIDTHS,
-    STAGE_STRIDES,
-    STAGE_WIDTHS,
-    STEM_WIDTH,
-)
+from shared_data.architecture import shake_shake as spec
 
 Draws = Mapping[str, Any]  # {"alpha": [N, B], "beta": [N, B]}
 
@@ -197,11 +190,11 @@ class ShakeShakeNet(nnx.Module):
         *,
         name: str,
         branch: str = "basic",
-        widths: Sequence[int] = STAGE_WIDTHS,
-        strides: Sequence[int] = STAGE_STRIDES,
-        blocks_per_stage: int = BLOCKS_PER_STAGE,
-        cardinality: int = RESNEXT_CARDINALITY,
-        group_widths: Sequence[int] = RESNEXT_GROUP_WIDTHS,
+        widths: Sequence[int] = spec.STAGE_WIDTHS,
+        strides: Sequence[int] = spec.STAGE_STRIDES,
+        blocks_per_stage: int = spec.BLOCKS_PER_STAGE,
+        cardinality: int = spec.RESNEXT_CARDINALITY,
+        group_widths: Sequence[int] = spec.RESNEXT_GROUP_WIDTHS,
         dtype: Dtype = jnp.float32,
         param_dtype: Dtype = jnp.float32,
         rngs: nnx.Rngs | None = None,
@@ -211,9 +204,9 @@ class ShakeShakeNet(nnx.Module):
         self.model_name = name
         self.in_chans = in_chans
         self.deterministic = False
-        self.conv1 = _conv(in_chans, STEM_WIDTH, 3, **kw)
-        self.bn1 = BatchNorm(STEM_WIDTH, **kw)
-        cin = STEM_WIDTH
+        self.conv1 = _conv(in_chans, spec.STEM_WIDTH, 3, **kw)
+        self.bn1 = BatchNorm(spec.STEM_WIDTH, **kw)
+        cin = spec.STEM_WIDTH
         for stage, (width, stride) in enumerate(zip(widths, strides, strict=True)):
             blocks = []
             for i in range(blocks_per_stage):

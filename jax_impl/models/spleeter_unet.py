@@ -9,8 +9,9 @@ same shape (a sigmoid mask times the input).
 
 As in ``spleeter/model/functions/unet.py``: skip connections and the first up-sampling take the
 convolution outputs before batch norm; the sixth down block's batch norm + activation feed nothing;
-TF ``padding="same"`` (asymmetric at stride 2) is computed explicitly by :func:`same_padding`.
-Not a classifier, hence not in the model registry; ``jax_impl/spleeter.py`` builds it.
+TF ``padding="same"`` (asymmetric at stride 2) is computed explicitly by
+:func:`~shared_data.architecture.spleeter_unet.same_padding`. Not a classifier, hence not in the
+model registry; ``jax_impl/spleeter.py`` builds it.
 """
 
 from __future__ import annotations
@@ -20,22 +21,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_impl.models import layers
-from shared_data.architecture.spleeter_unet import (
-    BN_EPS,
-    DOWN_CHANNELS,
-    DROPOUT,
-    DROPOUT_BLOCKS,
-    FINAL_DILATION,
-    FINAL_KERNEL,
-    KERAS_BN_MOMENTUM,
-    KERNEL,
-    LEAKY_SLOPE,
-    STRIDE,
-    same_padding,
-    transposed_same_crop,
-)
+from shared_data.architecture import spleeter_unet as spec
 
-BN_MOMENTUM = KERAS_BN_MOMENTUM  # Flax decay
+BN_MOMENTUM = spec.KERAS_BN_MOMENTUM  # Flax decay
 
 
 class DownBlock(nnx.Module):
@@ -53,8 +41,8 @@ class DownBlock(nnx.Module):
         self.conv = layers.conv2d(
             in_channels,
             out_channels,
-            KERNEL,
-            stride=STRIDE,
+            spec.KERNEL,
+            stride=spec.STRIDE,
             bias=True,
             kernel_init=layers.torch_default_kernel_init,
             dtype=dtype,
@@ -64,7 +52,7 @@ class DownBlock(nnx.Module):
         self.bn = layers.BatchNorm(
             out_channels,
             momentum=BN_MOMENTUM,
-            epsilon=BN_EPS,
+            epsilon=spec.BN_EPS,
             dtype=dtype,
             param_dtype=param_dtype,
             rngs=rngs,
@@ -72,9 +60,9 @@ class DownBlock(nnx.Module):
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``x [B, H, W, C]`` -> (conv output, activated output), each ``[B, ⌈H/2⌉, ⌈W/2⌉, C']``."""
-        pads = [same_padding(x.shape[axis], KERNEL, STRIDE) for axis in (1, 2)]
+        pads = [spec.same_padding(x.shape[axis], spec.KERNEL, spec.STRIDE) for axis in (1, 2)]
         conv = self.conv(jnp.pad(x, ((0, 0), *pads, (0, 0))))
-        return conv, jax.nn.leaky_relu(self.bn(conv), LEAKY_SLOPE)
+        return conv, jax.nn.leaky_relu(self.bn(conv), spec.LEAKY_SLOPE)
 
 
 class UpBlock(nnx.Module):
@@ -93,8 +81,8 @@ class UpBlock(nnx.Module):
         self.conv = layers.conv_transpose2d(
             in_channels,
             out_channels,
-            KERNEL,
-            stride=STRIDE,
+            spec.KERNEL,
+            stride=spec.STRIDE,
             bias=True,
             dtype=dtype,
             param_dtype=param_dtype,
@@ -103,19 +91,19 @@ class UpBlock(nnx.Module):
         self.bn = layers.BatchNorm(
             out_channels,
             momentum=BN_MOMENTUM,
-            epsilon=BN_EPS,
+            epsilon=spec.BN_EPS,
             dtype=dtype,
             param_dtype=param_dtype,
             rngs=rngs,
         )
         # No RNG stream is stored (it would be state with no torch counterpart); training-mode
         # calls pass a key instead.
-        self.dropout = nnx.Dropout(DROPOUT) if dropout else None
+        self.dropout = nnx.Dropout(spec.DROPOUT) if dropout else None
 
     def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         """``x [B, H, W, C]`` -> ``[B, 2H, 2W, C']``; ``key`` feeds dropout in training mode."""
         (top, bottom), (left, right) = (
-            transposed_same_crop(x.shape[axis], KERNEL, STRIDE) for axis in (1, 2)
+            spec.transposed_same_crop(x.shape[axis], spec.KERNEL, spec.STRIDE) for axis in (1, 2)
         )
         y = self.conv(x)
         y = y[:, top : y.shape[1] - bottom, left : y.shape[2] - right, :]
@@ -144,21 +132,22 @@ class SpleeterUNet(nnx.Module):
     ):
         rngs = layers.default_rngs(rngs)
         kw = {"dtype": dtype, "param_dtype": param_dtype, "rngs": rngs}
-        ins = (in_channels, *DOWN_CHANNELS[:-1])
-        for i, (cin, cout) in enumerate(zip(ins, DOWN_CHANNELS, strict=True), start=1):
+        ins = (in_channels, *spec.DOWN_CHANNELS[:-1])
+        for i, (cin, cout) in enumerate(zip(ins, spec.DOWN_CHANNELS, strict=True), start=1):
             setattr(self, f"down{i}", DownBlock(cin, cout, **kw))
         # Up block i maps the previous output (concatenated with the skip, except for the first)
         # to the channels of down block 6 - i; the last one to a single channel.
-        up_out = (*DOWN_CHANNELS[-2::-1], 1)
-        up_in = (DOWN_CHANNELS[-1], *(2 * c for c in up_out[:-1]))
+        up_out = (*spec.DOWN_CHANNELS[-2::-1], 1)
+        up_in = (spec.DOWN_CHANNELS[-1], *(2 * c for c in up_out[:-1]))
         for i, (cin, cout) in enumerate(zip(up_in, up_out, strict=True), start=1):
-            setattr(self, f"up{i}", UpBlock(cin, cout, i <= DROPOUT_BLOCKS, **kw))
-        pad = FINAL_DILATION * (FINAL_KERNEL - 1) // 2  # "same" with an odd effective kernel (7)
+            setattr(self, f"up{i}", UpBlock(cin, cout, i <= spec.DROPOUT_BLOCKS, **kw))
+        # "same" padding of an odd effective kernel (7)
+        pad = spec.FINAL_DILATION * (spec.FINAL_KERNEL - 1) // 2
         self.final = layers.conv2d(
             1,
             in_channels,
-            FINAL_KERNEL,
-            dilation=FINAL_DILATION,
+            spec.FINAL_KERNEL,
+            dilation=spec.FINAL_DILATION,
             padding=pad,
             bias=True,
             kernel_init=layers.torch_default_kernel_init,
@@ -174,10 +163,10 @@ class SpleeterUNet(nnx.Module):
             raise ValueError(f"SpleeterUNet needs T and F divisible by 64, got {tuple(x.shape)}")
         skips = []
         h = x
-        for i in range(1, len(DOWN_CHANNELS) + 1):
+        for i in range(1, len(spec.DOWN_CHANNELS) + 1):
             conv, h = getattr(self, f"down{i}")(h)
             skips.append(conv)
-        keys = [None] * len(DOWN_CHANNELS) if key is None else list(jax.random.split(key, 6))
+        keys = [None] * len(spec.DOWN_CHANNELS) if key is None else list(jax.random.split(key, 6))
         # Spleeter feeds the last convolution output, not its activation, to the decoder.
         u = self.up1(skips[-1], key=keys[0])
         for i, skip in enumerate(reversed(skips[:-1]), start=2):

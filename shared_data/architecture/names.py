@@ -3,7 +3,11 @@
 Parity tests iterate over this tuple; each backend's registry must hold exactly these names.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from shared_data.errors import UserError
+from shared_data.registry import Registry
 
 
 class ModelError(UserError):
@@ -20,3 +24,8 @@ MODEL_NAMES: tuple[str, ...] = (
     "cbam_resnet18",
     "lstm",
 )
+
+
+def new_model_registry() -> Registry[Callable[..., Any]]:
+    """An empty registry of model factories ``factory(num_classes, in_chans, **kwargs)``."""
+    return Registry("model", ModelError)

@@ -44,14 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared_data.architecture.shake_shake import (
-    BLOCKS_PER_STAGE,
-    RESNEXT_CARDINALITY,
-    RESNEXT_GROUP_WIDTHS,
-    STAGE_STRIDES,
-    STAGE_WIDTHS,
-    STEM_WIDTH,
-)
+from shared_data.architecture import shake_shake as spec
 from torch_ref.models.layers import check_image_input
 from torch_ref.models.registry import ModelError, register_model
 
@@ -180,18 +173,18 @@ class ShakeShakeNet(nn.Module):
         *,
         name: str,
         branch: str = "basic",
-        widths: Sequence[int] = STAGE_WIDTHS,
-        strides: Sequence[int] = STAGE_STRIDES,
-        blocks_per_stage: int = BLOCKS_PER_STAGE,
-        cardinality: int = RESNEXT_CARDINALITY,
-        group_widths: Sequence[int] = RESNEXT_GROUP_WIDTHS,
+        widths: Sequence[int] = spec.STAGE_WIDTHS,
+        strides: Sequence[int] = spec.STAGE_STRIDES,
+        blocks_per_stage: int = spec.BLOCKS_PER_STAGE,
+        cardinality: int = spec.RESNEXT_CARDINALITY,
+        group_widths: Sequence[int] = spec.RESNEXT_GROUP_WIDTHS,
     ):
         super().__init__()
         self.model_name = name
         self.in_chans = in_chans
-        self.conv1 = _conv(in_chans, STEM_WIDTH, 3)
-        self.bn1 = nn.BatchNorm2d(STEM_WIDTH)
-        cin = STEM_WIDTH
+        self.conv1 = _conv(in_chans, spec.STEM_WIDTH, 3)
+        self.bn1 = nn.BatchNorm2d(spec.STEM_WIDTH)
+        cin = spec.STEM_WIDTH
         for stage, (width, stride) in enumerate(zip(widths, strides, strict=True)):
             blocks = []
             for i in range(blocks_per_stage):
