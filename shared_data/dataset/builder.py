@@ -63,6 +63,7 @@ from shared_data.dataset.configs import (
     config_for,
     default_data_dir,
     json_normal,
+    record_features,
 )
 from shared_data.dataset.features import song_to_mels
 from shared_data.dataset.folds import (
@@ -80,7 +81,7 @@ from shared_data.dataset.report import (
     refuse_or_warn,
     report_head,
 )
-from shared_data.dataset.reuse import check_existing
+from shared_data.dataset.reuse import check_existing, remove_stale_incomplete
 from shared_data.dataset.songs import Song, SongSettings, process_songs
 from shared_data.errors import DataError
 from shared_data.separation.registry import get_separator, require_stem, select_stem
@@ -166,25 +167,13 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
     # ------------------------------------------------------------------ TFDS hooks
 
     def _info(self) -> tfds.core.DatasetInfo:
-        params = self.builder_config.feature_params
         return tfds.core.DatasetInfo(
             builder=self,
             description=(
                 "Log-mel spectrograms (3-s clips) of a separated stem of songs, for music genre "
                 "classification; folds are grouped by song."
             ),
-            features=tfds.features.FeaturesDict(
-                {
-                    "mel": tfds.features.Tensor(
-                        shape=(params.n_mels, params.frames), dtype=np.float32
-                    ),
-                    # Names are set once the accepted songs are known (_split_generators).
-                    "label": tfds.features.ClassLabel(),
-                    "song_id": tfds.features.Text(),
-                    "clip_index": tfds.features.Scalar(dtype=np.int32),
-                    "fold": tfds.features.Scalar(dtype=np.int32),
-                }
-            ),
+            features=record_features(self.builder_config.feature_params),
             supervised_keys=("mel", "label"),
             metadata=tfds.core.MetadataDict(),
         )
@@ -219,7 +208,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
             self._listed = self._list_inputs()
             separator = self._separator()
             require_stem(separator.stems, self._stem, separator_name=separator.name)
-            stale = self._remove_stale_incomplete()
+            stale = remove_stale_incomplete(Path(self.data_path), self.version)
             if stale:
                 print(
                     f"resuming an interrupted build of {NAME}/{self.builder_config.name}: removed "
@@ -379,14 +368,6 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
     def _check_existing(self) -> None:
         """Refuse to reuse a dataset built with other settings or from other input files."""
         check_existing(self, dict(self.info.metadata))
-
-    def _remove_stale_incomplete(self) -> int:
-        """Remove TFDS temporary folders a killed build left (we hold the build lock)."""
-        parent = Path(self.data_path).parent
-        stale = [p for p in parent.glob(f"incomplete.*_{self.version}") if p.is_dir()]
-        for path in stale:
-            shutil.rmtree(path)
-        return len(stale)
 
 
 def build_dataset(

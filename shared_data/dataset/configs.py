@@ -32,6 +32,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 from shared_data.dataset.features import FeatureParams
@@ -166,3 +167,18 @@ def config_for(config: str | VocalMelsConfig) -> VocalMelsConfig:
 def json_normal(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples -> lists), for comparisons with stored data."""
     return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def record_features(params: FeatureParams) -> tfds.features.FeaturesDict:
+    """The TFDS features of a record: ``mel`` float32 ``[n_mels, frames]``, ``label``,
+    ``song_id``, ``clip_index`` int32, ``fold`` int32."""
+    return tfds.features.FeaturesDict(
+        {
+            "mel": tfds.features.Tensor(shape=(params.n_mels, params.frames), dtype=np.float32),
+            # Names are set once the accepted songs are known (VocalMels._split_generators).
+            "label": tfds.features.ClassLabel(),
+            "song_id": tfds.features.Text(),
+            "clip_index": tfds.features.Scalar(dtype=np.int32),
+            "fold": tfds.features.Scalar(dtype=np.int32),
+        }
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from shared_data.dataset import inputs as inputs_lib
@@ -64,3 +66,12 @@ def checksums(items: Sequence[inputs_lib.SongInput]) -> dict[str, str | None]:
             with contextlib.suppress(AudioError):
                 now[item.path] = inputs_lib.sha256_file(item.file)
     return now
+
+
+def remove_stale_incomplete(data_path: Path, version: Any) -> int:
+    """Remove the TFDS temporary folders (``incomplete.*_<version>`` beside ``data_path``) that a
+    killed build left; the caller holds the build lock. Returns how many."""
+    stale = [p for p in data_path.parent.glob(f"incomplete.*_{version}") if p.is_dir()]
+    for path in stale:
+        shutil.rmtree(path)
+    return len(stale)
