@@ -134,7 +134,7 @@ def test_label_without_accepted_songs_is_left_out(tmp_path, capfd) -> None:
     b = build_dataset(tmp_path / "data", "folder", input=tmp_path / "in", **_quiet())
     report = load_report(b.report_path)
     assert report["labels_without_songs"] == {"blues": 1}
-    assert "blues (1 files, all rejected)" in capfd.readouterr().err
+    assert "blues (1 file, all rejected)" in capfd.readouterr().err
     ds = open_dataset(tmp_path / "data", "folder")
     assert ds.label_names == ("jazz", "rock") and ds.metadata["label_names"] == ["jazz", "rock"]
     assert set(report["clips"]["train"]) == {"jazz", "rock"}
@@ -243,7 +243,7 @@ def test_build_prints_no_tfds_download_line(tmp_path, capsys) -> None:
     code, out, err = _cli(argv, capsys)
     assert code == 0
     assert "Downloading and preparing" not in out + err and "Unknown size" not in out + err
-    assert f"building vocal_mels/folder from 7 songs into {tmp_path}/data" in out
+    assert f"building vocal_mels/folder from 7 input files into {tmp_path}/data" in out
     assert "stem presence: not checked (--stem=mix featurises the mix itself" in out
     assert "5 folds (stratified)" in out
 
@@ -262,3 +262,27 @@ def test_full_disk_gives_one_message(tmp_path, capsys, monkeypatch) -> None:
     assert f"no space left on the device while writing under --data_dir={tmp_path}/data" in err
     assert "free some space or pass another --data_dir" in err
     assert err.count("\n") == 1  # one line
+
+
+def test_presence_levels_of_known_signals() -> None:
+    import numpy as np
+
+    from shared_data.dataset import presence
+    from shared_data.dataset.features import FeatureParams
+
+    sr = 44100
+    t = np.arange(int(4.0 * sr)) / sr  # 4 s: a full 3-s clip and a 1-s tail clip
+    mix = np.stack([np.sin(2 * np.pi * 220 * t)] * 2).astype(np.float32)
+    stem = mix.copy()
+    stem[:, 3 * sr :] *= 0.09  # the tail clip's stem is 20.9 dB down: just past the threshold
+    levels = presence.measure(stem, mix, 2, FeatureParams(), sr)
+    np.testing.assert_allclose(levels["mix_db"], 10 * np.log10(0.5), atol=1e-3)  # a sine: -3 dB
+    rel = levels["stem_db"] - levels["mix_db"]
+    np.testing.assert_allclose(rel[1:], [0.0, 20 * np.log10(0.09)], atol=1e-3)
+    assert presence.near_silent(levels["stem_db"], levels["mix_db"]).tolist() == [
+        False,
+        False,
+        True,
+    ]
+    silent = presence.measure(np.zeros_like(mix), np.zeros_like(mix), 1, FeatureParams(), sr)
+    assert presence.near_silent(silent["stem_db"], silent["mix_db"]).all()  # below -90 dBFS

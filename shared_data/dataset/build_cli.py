@@ -143,7 +143,7 @@ def format_summary(
     if dropped:
         lines.append(
             "  labels left out (no accepted song): "
-            + ", ".join(f"{k} ({n} files rejected)" for k, n in dropped.items())
+            + ", ".join(f"{k} ({n} rejected)" for k, n in dropped.items())
         )
     warning = (report.get("stem_presence") or {}).get("warning")
     if warning:

@@ -182,7 +182,9 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         # TFDS prints "Downloading and preparing dataset Unknown size (download: Unknown size,
         # ...)" here, which means nothing for local audio; say what is being built instead.
         n = len(self._listed[0]) if self._listed else 0
-        print(f"building {NAME}/{self.builder_config.name} from {n} songs into {self.data_path}")
+        print(
+            f"building {NAME}/{self.builder_config.name} from {n} input files into {self.data_path}"
+        )
 
     def _log_download_done(self) -> None:
         pass  # the build CLI prints its own summary

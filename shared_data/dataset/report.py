@@ -108,6 +108,10 @@ def report_head(builder: Any, dataset_path: Path) -> dict[str, Any]:
     }
 
 
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
@@ -126,7 +130,7 @@ def refuse_or_warn(
     Raises:
         DataError: under ``strict``, one message listing what failed and the fix.
     """
-    empty = ", ".join(f"{k} ({n} files, all rejected)" for k, n in dropped.items())
+    empty = ", ".join(f"{k} ({_files(n)}, all rejected)" for k, n in dropped.items())
     rejected = [r for r in rows if r["status"] == "rejected"]
     if strict and rejected:
         listing = "\n".join(f"  {r['path']}: {r['reason']}" for r in rejected[:20])
