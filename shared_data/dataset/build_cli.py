@@ -32,7 +32,7 @@ MAX_LISTED_REJECTIONS = 20
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line flags (defaults shown in ``--help``)."""
-    from shared_data.dataset.builder import (
+    from shared_data.dataset.configs import (
         CONFIG_NAMES,
         DEFAULT_SEPARATOR,
         DEFAULT_STEM,
@@ -206,8 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import tensorflow_datasets as tfds
 
-    from shared_data.dataset.builder import build_dataset, open_dataset
+    from shared_data.dataset.builder import build_dataset
     from shared_data.dataset.gallery import dataset_gallery
+    from shared_data.dataset.opened import open_dataset
 
     tfds.disable_progress_bar()  # ours counts songs; TFDS's would count records twice over
     started = time.monotonic()
