@@ -23,7 +23,7 @@ from shared_data.dataset.builder import (
     open_dataset,
 )
 from shared_data.dataset.features import FeatureParams, song_to_mels
-from shared_data.dataset.folds import assign_fold
+from shared_data.dataset.folds import stratified_folds
 from shared_data.errors import DataError
 from shared_data.separation import registry as separation
 from tests.builder_fixtures import (
@@ -94,15 +94,22 @@ def test_synthetic_small_round_trip(small_dir: Path) -> None:
     records = read_records(ds)
     assert len(records) == ds.num_examples("train") == sum(r["n_clips"] for r in report["files"])
     label_of_song = {r["song_id"]: r["label"] for r in report["files"]}
+    fold_of_song = stratified_folds(label_of_song.items(), 5)
     clips_of_song: dict[str, list[int]] = {}
     for r in records.values():
         song = r["song_id"].decode()
         assert ds.label_names[int(r["label"])] == label_of_song[song]
-        assert int(r["fold"]) == assign_fold(song, 5)
+        assert int(r["fold"]) == fold_of_song[song]
         clips_of_song.setdefault(song, []).append(int(r["clip_index"]))
     # 6-s songs: two 3-s clips each, numbered from 0.
     assert all(sorted(c) == [0, 1] for c in clips_of_song.values())
     assert len(clips_of_song) == len(GENRES) * 3
+    # Stratified folds: a genre's 3 songs lie in 3 different folds, and the 30 songs fill the 5
+    # folds evenly (6 each; hash folds gave 3 to 9 here).
+    for genre in GENRES:
+        assert len({fold_of_song[s] for s, g in label_of_song.items() if g == genre}) == 3
+    sizes = [sum(f == k for f in fold_of_song.values()) for k in range(5)]
+    assert sizes == [len(GENRES) * 3 // 5] * 5
 
 
 def test_metadata_is_stored_and_correct(small_dir: Path) -> None:
@@ -271,7 +278,8 @@ def test_csv_unlabelled_rows_go_to_test(tmp_path: Path) -> None:
     train = read_records(ds, "train")
     assert {k.split("#")[0] for k in train} == {"songA", "b1"}
     folds_a = {int(r["fold"]) for k, r in train.items() if k.startswith("songA#")}
-    assert folds_a == {assign_fold("songA", 5)}
+    # Stratified: labels dealt in sorted order, high (b1) gets fold 0, low (songA) fold 1.
+    assert folds_a == {1} and {int(r["fold"]) for k, r in train.items() if k[:2] == "b1"} == {0}
     # a1 (2 clips) then a2 (1 clip) of songA are numbered on: 0, 1, then 2.
     assert set(train) == {"songA#0", "songA#1", "songA#2", "b1#0", "b1#1"}
     # ... and the records hold exactly the pipeline's features of their file.

@@ -1,4 +1,5 @@
-"""Fold assignment: one fold per song, deterministic, stable under corpus growth, balanced."""
+"""Fold assignment: one fold per song, deterministic; hash folds stable under corpus growth and
+balanced; stratified folds holding every label, a pure function of the song set."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from shared_data.dataset.folds import assign_fold, validate_k
+from shared_data.dataset.folds import (
+    assign_fold,
+    song_folds,
+    stratified_folds,
+    validate_k,
+    validate_method,
+)
 from shared_data.errors import DataError
 
 song_ids = st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=60, unique=True)
@@ -75,3 +82,60 @@ def test_invalid_k_is_a_user_error(bad: object) -> None:
         validate_k(bad)  # type: ignore[arg-type]
     with pytest.raises(DataError):
         assign_fold("x", bad)  # type: ignore[arg-type]
+
+
+# (song_id, label) sets: few labels so that some have >= K songs and some fewer.
+labelled_songs = st.lists(
+    st.tuples(st.text(min_size=1, max_size=20), st.sampled_from(["a", "b", "c", "dd", "é"])),
+    min_size=1,
+    max_size=80,
+    unique_by=lambda pair: pair[0],
+)
+
+
+@settings(deadline=None)
+@given(labelled_songs, ks, st.randoms(use_true_random=False))
+def test_stratified_folds_hold_every_large_label(pairs, k, rnd) -> None:
+    folds = stratified_folds(pairs, k)
+    assert sorted(folds) == sorted(s for s, _ in pairs)  # each song once, none missing
+    assert all(0 <= f < k for f in folds.values())
+    labels = {label for _, label in pairs}
+    for label in labels:
+        members = [s for s, lab in pairs if lab == label]
+        held = {folds[s] for s in members}
+        if len(members) >= k:
+            assert held == set(range(k)), (label, len(members))
+        else:
+            assert len(held) == len(members)  # dealt round-robin: no two in one fold
+    sizes = [sum(f == i for f in folds.values()) for i in range(k)]
+    assert max(sizes) - min(sizes) <= 1
+    # A pure function of the set: order and repeats do not matter.
+    shuffled = list(pairs) + list(pairs[: len(pairs) // 2])
+    rnd.shuffle(shuffled)
+    assert stratified_folds(shuffled, k) == folds
+
+
+def test_small_labels_do_not_all_start_in_fold_0() -> None:
+    # 3 songs in each of 10 labels over 5 folds: the deal runs on across labels, so every fold
+    # gets 6 songs (a per-label deal from fold 0 would leave folds 3 and 4 empty).
+    pairs = [(f"{g}.{i}", g) for g in "abcdefghij" for i in range(3)]
+    folds = stratified_folds(pairs, 5)
+    assert [sum(f == k for f in folds.values()) for k in range(5)] == [6] * 5
+
+
+def test_stratified_known_values_are_pinned() -> None:
+    pairs = [(f"song{i}", "xy"[i % 2]) for i in range(6)]
+    # x: song2, song0, song4 by hash -> folds 0, 1, 2; y's deal goes on at position 3 -> fold 0.
+    assert stratified_folds(pairs, 3) == {
+        "song2": 0, "song0": 1, "song4": 2, "song1": 0, "song5": 1, "song3": 2,
+    }  # fmt: skip
+
+
+def test_song_folds_methods_and_unlabelled_songs() -> None:
+    pairs = [("a", "x"), ("b", "x"), ("u", None)]
+    assert song_folds(pairs, 5, "hash") == {s: assign_fold(s, 5) for s in "abu"}
+    strat = song_folds(pairs, 5, "stratified")
+    assert strat["u"] == assign_fold("u", 5)  # the test split keeps hash folds
+    assert {strat["a"], strat["b"]} == {0, 1}
+    with pytest.raises(DataError, match="--fold_method must be one of stratified|hash"):
+        validate_method("random")

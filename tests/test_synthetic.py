@@ -260,3 +260,36 @@ def test_cli_writes_gtzan_layout_and_stems(tmp_path):
 def test_cli_without_out_is_a_user_error():
     with pytest.raises(DataError, match="--out"):
         synthetic.main(["--songs_per_genre", "1"])
+
+
+def test_songs_are_pinned():
+    # The built-in dataset configs' records depend on these bytes: a change must be deliberate.
+    pinned = {
+        ("rock", 0, 1.0): "6af572f7db979778d2ee879dfb3d4915753587d6239c2a439bb27028fa934440",
+        ("jazz", 2, 2.5): "01e5dd8481b8462003bc7b37b29d9adf9c1a7874db55a6b1fbaabac342a5dabc",
+    }
+    for (genre, index, seconds), digest in pinned.items():
+        song = generate_song(genre, index, seed=0, seconds=seconds)
+        assert hashlib.sha256(song.mix.tobytes() + song.vocals.tobytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize("genre", ["pop", "classical"])
+def test_instrumental_song_has_no_vocal_line_and_the_same_band(genre):
+    sung = generate_song(genre, 1, seed=2, seconds=2.0)
+    bare = generate_song(genre, 1, seed=2, seconds=2.0, instrumental=True)
+    assert bare.song_id == sung.song_id and bare.mix.shape == sung.mix.shape
+    assert not bare.vocals.any()
+    np.testing.assert_array_equal(bare.mix, bare.accompaniment)
+    # Same band draws: the accompaniment differs only by the peak-normalising gain.
+    gain = np.max(np.abs(bare.accompaniment)) / np.max(np.abs(sung.accompaniment))
+    np.testing.assert_allclose(bare.accompaniment, gain * sung.accompaniment, atol=2e-6)
+    assert np.max(np.abs(bare.mix)) == pytest.approx(synthetic.PEAK, rel=1e-5)
+
+
+def test_cli_instrumental_writes_songs_without_vocals(tmp_path):
+    out = tmp_path / "bare"
+    args = ["--out", str(out), "--songs_per_genre", "1", "--seconds", "1.0", "--genres", "rock"]
+    assert synthetic.main(args + ["--instrumental"]) == 0
+    data, _ = sf.read(out / "rock" / "rock.00000.wav", dtype="float32", always_2d=True)
+    bare = generate_song("rock", 0, seed=0, seconds=1.0, instrumental=True)
+    np.testing.assert_allclose(data.T, bare.accompaniment, atol=1.0 / 32768 + 1e-6)

@@ -19,9 +19,10 @@ on the 2-core development machine while other jobs kept its load average near 8:
 audio in 0.31-0.40 s of CPU time per genre, 84x real time over all genres (75x for the slowest,
 metal); 67-85x in earlier runs under heavier contention.
 
-CLI (GTZAN layout, mixes only unless ``--stems``)::
+CLI (GTZAN layout, mixes only unless ``--stems``; ``--instrumental`` leaves the vocal line out)::
 
     python -m shared_data.synthetic --out DIR --songs_per_genre N --seconds S --seed K [--stems]
+        [--instrumental]
 
 writes ``DIR/<genre>/<song_id>.wav``; with ``--stems`` also
 ``STEMS_DIR/<genre>/<song_id>.vocals.wav`` and ``.accompaniment.wav`` where ``STEMS_DIR`` is
@@ -80,8 +81,14 @@ def _check_args(genre: str, index: int, seed: int, seconds: float) -> None:
         raise DataError(f"synthetic song length must be > 0 seconds (one sample), got {seconds}")
 
 
-def generate_song(genre: str, index: int, *, seed: int, seconds: float) -> SyntheticSong:
+def generate_song(
+    genre: str, index: int, *, seed: int, seconds: float, instrumental: bool = False
+) -> SyntheticSong:
     """Render song ``index`` of ``genre``: ``[2, round(seconds * 44100)]`` float32 mix and stems.
+
+    ``instrumental=True`` renders the same song without its vocal line: ``vocals`` is all zeros
+    and ``mix == accompaniment``. The band's random draws do not depend on the flag, so the
+    accompaniment is the vocal version's up to the final peak gain.
 
     Raises:
         DataError: unknown genre (the message lists the valid ones), negative index or seed, or a
@@ -95,7 +102,8 @@ def generate_song(genre: str, index: int, *, seed: int, seconds: float) -> Synth
     score = make_score(style.band, rng, sr=SAMPLE_RATE, n=n, key_offset=key_offset)
     # independent streams: a change to one part's draws never shifts the other's
     voice_rng, band_rng, mix_rng = rng.spawn(3)
-    vocals = render_vocals(style.voice, score, voice_rng)
+    # The voice's stream is its own, so skipping it leaves the band's draws unchanged.
+    vocals = np.zeros((2, n)) if instrumental else render_vocals(style.voice, score, voice_rng)
     accompaniment = render_band(style.band, score, band_rng)
 
     acc_rms = np.sqrt(np.mean(accompaniment**2))
@@ -118,9 +126,15 @@ def generate_song(genre: str, index: int, *, seed: int, seconds: float) -> Synth
 
 
 def generate_corpus(
-    *, songs_per_genre: int, seconds: float, seed: int, genres: Sequence[str] = GENRES
+    *,
+    songs_per_genre: int,
+    seconds: float,
+    seed: int,
+    genres: Sequence[str] = GENRES,
+    instrumental: bool = False,
 ) -> Iterator[SyntheticSong]:
-    """Yield ``songs_per_genre`` songs of each genre (genre-major order), lazily.
+    """Yield ``songs_per_genre`` songs of each genre (genre-major order), lazily;
+    ``instrumental`` as in :func:`generate_song`.
 
     Raises:
         DataError: an unknown genre (raised before any song is generated) or a negative count.
@@ -132,7 +146,7 @@ def generate_corpus(
         raise DataError(f"songs_per_genre must be >= 0, got {songs_per_genre}")
     for genre in genres:
         for index in range(songs_per_genre):
-            yield generate_song(genre, index, seed=seed, seconds=seconds)
+            yield generate_song(genre, index, seed=seed, seconds=seconds, instrumental=instrumental)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,6 +193,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--genres", default=",".join(GENRES), help="comma-separated subset of genres")
     p.add_argument("--stems", action="store_true", help="also write vocals and accompaniment stems")
     p.add_argument(
+        "--instrumental", action="store_true", help="render the songs without their vocal line"
+    )
+    p.add_argument(
         "--stems_dir", type=Path, default=None, help="where stems go (default: <out>_stems)"
     )
     p.add_argument(
@@ -199,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     stems_dir = args.stems_dir or args.out.with_name(args.out.name + "_stems")
     count = 0
     for song in generate_corpus(
-        songs_per_genre=args.songs_per_genre, seconds=args.seconds, seed=args.seed, genres=genres
+        songs_per_genre=args.songs_per_genre,
+        seconds=args.seconds,
+        seed=args.seed,
+        genres=genres,
+        instrumental=args.instrumental,
     ):
         _write(args.out / song.genre / f"{song.song_id}.wav", song.mix)
         if args.stems:

@@ -8,12 +8,15 @@ Examples::
 
 Prints a progress bar and a summary, and writes ``build_report.json`` (every input file with its
 status and reason) in the dataset folder. Bad files are reported and skipped; ``--strict`` fails on
-any. An interrupted build resumes from its song cache when run again. User errors exit with 2.
+any, on a label left without songs, and on a near-silent stem. An interrupted build resumes from its
+song cache when run again. User errors exit with 2, a full disk or an unwritable ``--data_dir``
+too, with one message naming the folder and the fix.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import time
 from collections.abc import Sequence
@@ -21,14 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from shared_data.cli import run_main
-from shared_data.dataset.folds import DEFAULT_FOLDS
+from shared_data.dataset.folds import DEFAULT_FOLD_METHOD, DEFAULT_FOLDS, FOLD_METHODS
+from shared_data.errors import DataError
 
 MAX_LISTED_REJECTIONS = 20
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line flags (defaults shown in ``--help``)."""
-    from shared_data.dataset.builder import (
+    from shared_data.dataset.configs import (
         CONFIG_NAMES,
         DEFAULT_SEPARATOR,
         DEFAULT_STEM,
@@ -71,7 +75,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--folds", type=int, default=DEFAULT_FOLDS, help="song-grouped folds (default %(default)s)"
     )
-    p.add_argument("--strict", action="store_true", help="fail if any input file is rejected")
+    p.add_argument(
+        "--fold_method",
+        default=DEFAULT_FOLD_METHOD,
+        choices=FOLD_METHODS,
+        help="stratified: every fold holds every label with >= K songs; hash: a song's fold "
+        "never moves when songs are added (default %(default)s)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail if any input file is rejected, a label has no accepted song, or the stem is "
+        "near-silent in too many songs",
+    )
+    _add_output_flags(p)
+    return p
+
+
+def _add_output_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery", metavar="PNG", help="also draw one mel per label into this PNG")
     p.add_argument(
         "--overwrite",
@@ -79,7 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an existing dataset of this config (the song cache is kept and reused)",
     )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
-    return p
 
 
 def format_summary(
@@ -108,7 +128,7 @@ def format_summary(
     lines = [
         head,
         f"  separator {report['separator']} (backend {report['backend']}), stem "
-        f"{report['stem']}, {report['folds']} folds",
+        f"{report['stem']}, {report['folds']} folds ({report.get('fold_method', 'hash')})",
         f"  files: {report['files_seen']} seen, {report['files_ok']} ok, "
         f"{report['files_rejected']} rejected; {report['songs_cached']} songs reused from the "
         "cache",
@@ -117,7 +137,17 @@ def format_summary(
         + ", ".join(f"{k} {v}" for k, v in train_clips.items())
         + f"), test {test_clips}",
         f"  mel mean {metadata['mel_mean']:.2f} dB, std {metadata['mel_std']:.2f} dB (train)",
+        _presence_line(report.get("stem_presence")),
     ]
+    dropped = report.get("labels_without_songs") or {}
+    if dropped:
+        lines.append(
+            "  labels left out (no accepted song): "
+            + ", ".join(f"{k} ({n} rejected)" for k, n in dropped.items())
+        )
+    warning = (report.get("stem_presence") or {}).get("warning")
+    if warning:
+        lines.append(f"  warning: {warning}")
     rejected = [r for r in rows if r["status"] == "rejected"]
     if rejected:
         lines.append(f"  rejected files ({len(rejected)}):")
@@ -128,28 +158,79 @@ def format_summary(
     return "\n".join(lines)
 
 
+def _presence_line(check: dict[str, Any] | None) -> str:
+    """One summary line for the report's ``stem_presence`` section."""
+    if not check:
+        return "  stem presence: not measured (dataset built before the check existed)"
+    if not check["checked"]:
+        return f"  stem presence: not checked ({check['reason']})"
+    if not check["songs_measured"]:
+        return f"  stem presence: not measured ({check['songs_not_measured']} songs cached earlier)"
+    worst = ", ".join(f"{w['path']} {w['stem_relative_db']:+.1f} dB" for w in check["worst"][:3])
+    line = (
+        f"  stem presence: near-silent (<= {check['near_silent_db']:.0f} dB vs the mix) in "
+        f"{check['songs_near_silent']} of {check['songs_measured']} songs "
+        f"({100 * check['fraction_songs']:.0f}%) and {check['clips_near_silent']} of "
+        f"{check['clips_measured']} clips ({100 * check['fraction_clips']:.0f}%); lowest: {worst}"
+    )
+    if check["songs_not_measured"]:
+        line += f"; {check['songs_not_measured']} cached songs not measured"
+    return line
+
+
+# errno -> (what happened, the fix) for a write that fails during a build.
+_WRITE_ERRORS = {
+    errno.ENOSPC: ("no space left on the device", "free some space or pass another --data_dir"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or pass another --data_dir"),
+    errno.EACCES: ("permission denied", "pass a --data_dir you can write to"),
+    errno.EPERM: ("operation not permitted", "pass a --data_dir you can write to"),
+    errno.EROFS: ("read-only file system", "pass a --data_dir on a writable disk"),
+}
+
+
+def _write_error(err: OSError, data_dir: str) -> DataError | None:
+    """A one-line :class:`DataError` for a failed write under ``data_dir``, or None when ``err``
+    is not one of :data:`_WRITE_ERRORS` (then it is a bug, and its traceback is wanted)."""
+    if err.errno not in _WRITE_ERRORS:
+        return None
+    what, fix = _WRITE_ERRORS[err.errno]
+    where = f" ({err.filename})" if err.filename else ""
+    return DataError(
+        f"the build stopped: {what} while writing under --data_dir={data_dir}{where}; {fix}. "
+        "Finished songs are cached: the same command resumes the build"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, build (or reuse) the dataset, print the summary; 0 on success."""
     args = build_parser().parse_args(argv)
     import tensorflow_datasets as tfds
 
-    from shared_data.dataset.builder import build_dataset, open_dataset
+    from shared_data.dataset.builder import build_dataset
     from shared_data.dataset.gallery import dataset_gallery
+    from shared_data.dataset.opened import open_dataset
 
     tfds.disable_progress_bar()  # ours counts songs; TFDS's would count records twice over
     started = time.monotonic()
-    builder = build_dataset(
-        args.data_dir,
-        args.config,
-        separator=args.separator,
-        stem=args.stem,
-        backend=args.backend,
-        input=args.input,
-        strict=args.strict,
-        folds=args.folds,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
+    try:
+        builder = build_dataset(
+            args.data_dir,
+            args.config,
+            separator=args.separator,
+            stem=args.stem,
+            backend=args.backend,
+            input=args.input,
+            strict=args.strict,
+            folds=args.folds,
+            fold_method=args.fold_method,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    except OSError as err:
+        user_error = _write_error(err, args.data_dir)
+        if user_error is None:
+            raise
+        raise user_error from None
     report = json.loads(builder.report_path.read_text())
     print(
         format_summary(

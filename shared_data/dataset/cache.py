@@ -66,23 +66,33 @@ class SongCache:
 
     def get(self, key: str) -> np.ndarray | None:
         """The cached mels for ``key``, or ``None`` when absent (or unreadable: recomputed)."""
+        entry = self.get_entry(key)
+        return None if entry is None else entry["mels"]
+
+    def get_entry(self, key: str) -> dict[str, np.ndarray] | None:
+        """Every array of the entry ``key`` (``mels`` and whatever :meth:`put` got as extras), or
+        ``None`` when absent or unreadable (then recomputed)."""
         path = self._path(key)
         if not path.exists():
             return None
         try:
             with np.load(path) as z:
-                return np.asarray(z["mels"], dtype=np.float32)
+                entry = {name: np.asarray(z[name]) for name in z.files}
+            entry["mels"] = np.asarray(entry["mels"], dtype=np.float32)
+            return entry
         except (OSError, ValueError, KeyError):
             # Only a foreign or damaged file lands here (writes are atomic); recomputing is safe.
             path.unlink(missing_ok=True)
             return None
 
-    def put(self, key: str, mels: np.ndarray) -> None:
-        """Store ``mels`` atomically (temporary file + ``os.replace``)."""
+    def put(self, key: str, mels: np.ndarray, **extras: np.ndarray) -> None:
+        """Store ``mels`` (and named ``extras`` arrays) atomically (temporary file +
+        ``os.replace``). Extras are optional for readers: entries written without them stay
+        valid, so adding one needs no :data:`CACHE_FORMAT` bump."""
         path = self._path(key)
         tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
         with tmp.open("wb") as f:
-            np.savez(f, mels=np.asarray(mels, dtype=np.float32))
+            np.savez(f, mels=np.asarray(mels, dtype=np.float32), **extras)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

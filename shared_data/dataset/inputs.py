@@ -6,10 +6,13 @@ Three sources, one item type (:class:`SongInput`):
 - ``folder``: the GTZAN layout ``<root>/<label>/<file>``. Every non-hidden file under a label folder
   is an input (sub-folders included); files directly in ``<root>`` are reported as rejected, never
   dropped. Hidden files (names starting with ``.``, e.g. ``.DS_Store``) are operating-system
-  metadata, not inputs.
-- ``csv``: a manifest ``path,label[,song_id]`` (an optional header row with exactly those names);
-  paths are relative to the manifest's folder; an empty label puts the row in the ``test`` split;
-  ``song_id`` defaults to the file's stem.
+  metadata, not inputs. Symbolic links are followed (:mod:`shared_data.dataset.walk`: each real
+  file once; loops and broken links are reported as rejected).
+- ``csv``: a manifest ``path,label[,song_id]``; paths are relative to the manifest's folder; an
+  empty label puts the row in the ``test`` split; ``song_id`` defaults to the file's stem. A first
+  row is a header, and skipped, when it reads ``path,label[,song_id]`` or when its first cell has
+  no file extension and names no existing file (``filename,genre``, ``file,class``...): a file
+  name has an extension, a column name does not.
 
 Listing only touches names; :func:`read_song` hashes and decodes, one song at a time.
 """
@@ -22,10 +25,12 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from shared_data.dataset.features import FeatureParams
+from shared_data.dataset.walk import walk
 from shared_data.errors import AudioError, DataError
 
 MANIFEST_NAME = "manifest.csv"
@@ -52,6 +57,7 @@ class SongInput:
     song_id: str | None = None
     file: Path | None = None
     reject_reason: str | None = None
+    instrumental: bool = False  # a synthetic song rendered without its vocal line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +67,6 @@ class SongData:
     sha256: str
     song_id: str
     load: Callable[[], np.ndarray]  # -> float32 [2, n] at 44,100 Hz
-
-
-def _is_hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def folder_inputs(root: Path) -> tuple[list[SongInput], list[str]]:
@@ -85,24 +87,18 @@ def folder_inputs(root: Path) -> tuple[list[SongInput], list[str]]:
         raise DataError(f"--input={root} is not a folder; the folder config reads <input>/<label>/")
     items: list[SongInput] = []
     labels: set[str] = set()
-    for path in sorted(root.rglob("*")):
-        if not path.is_file() or _is_hidden(path, root):
+    for met in walk(root):
+        rel = met.path.relative_to(root)
+        label = rel.parts[0] if len(rel.parts) > 1 else None
+        reason = met.reason
+        if reason is None and label is None:
+            reason = "not inside a label folder (expected <input>/<label>/<file>)"
+        if reason is not None:
+            items.append(SongInput(rel.as_posix(), label, file=met.path, reject_reason=reason))
             continue
-        rel = path.relative_to(root)
-        if len(rel.parts) == 1:
-            items.append(
-                SongInput(
-                    rel.as_posix(),
-                    None,
-                    file=path,
-                    reject_reason="not inside a label folder (expected <input>/<label>/<file>)",
-                )
-            )
-            continue
-        label = rel.parts[0]
         labels.add(label)
         song_id = rel.with_suffix("").as_posix()  # label/stem: unique even if stems repeat
-        items.append(SongInput(rel.as_posix(), label, song_id=song_id, file=path))
+        items.append(SongInput(rel.as_posix(), label, song_id=song_id, file=met.path))
     if not labels:
         raise DataError(
             f"no audio files in label folders under {root}; expected <input>/<label>/<file>, "
@@ -141,10 +137,7 @@ def csv_inputs(manifest: Path) -> tuple[list[SongInput], list[str]]:
         cells = [c.strip() for c in row]
         if not any(cells):
             continue
-        if line == 1 and [c.lower() for c in cells] in (
-            ["path", "label"],
-            ["path", "label", "song_id"],
-        ):
+        if not seen and _is_header(cells, base):
             continue
         if len(cells) > 3 or not cells[0]:
             raise DataError(
@@ -172,10 +165,21 @@ def csv_inputs(manifest: Path) -> tuple[list[SongInput], list[str]]:
     return items, labels
 
 
-def synthetic_inputs(genres: Sequence[str], songs_per_genre: int) -> list[SongInput]:
-    """One item per (genre, index) of the synthetic corpus, genres in the given order."""
+def _is_header(cells: list[str], base: Path) -> bool:
+    """Whether the first non-empty manifest row is a header (rule in the module docstring)."""
+    if [c.lower() for c in cells] in HEADERS:
+        return True
+    first = cells[0]
+    return bool(first) and not Path(first).suffix and not (base / first).exists()
+
+
+def synthetic_inputs(
+    genres: Sequence[str], songs_per_genre: int, *, instrumental: Sequence[str] = ()
+) -> list[SongInput]:
+    """One item per (genre, index) of the synthetic corpus, genres in the given order; songs of
+    the ``instrumental`` genres are rendered without their vocal line."""
     return [
-        SongInput(f"{SYNTHETIC_PREFIX}{genre}/{index}", genre)
+        SongInput(f"{SYNTHETIC_PREFIX}{genre}/{index}", genre, instrumental=genre in instrumental)
         for genre in genres
         for index in range(songs_per_genre)
     ]
@@ -215,7 +219,9 @@ def read_song(
         from shared_data.corpus.synthetic import generate_song
 
         genre, index = item.path[len(SYNTHETIC_PREFIX) :].rsplit("/", 1)
-        song = generate_song(genre, int(index), seed=seed, seconds=seconds)
+        song = generate_song(
+            genre, int(index), seed=seed, seconds=seconds, instrumental=item.instrumental
+        )
         mix = np.ascontiguousarray(song.mix, dtype=np.float32)
         return SongData(hashlib.sha256(mix.tobytes()).hexdigest(), song.song_id, lambda: mix)
 
@@ -229,3 +235,30 @@ def read_song(
         item.song_id,
         lambda: load_audio(file, min_seconds=min_s, pad_to_seconds=clip_s),
     )
+
+
+def list_inputs(config: Any, root: Path | None) -> tuple[list[SongInput], list[str]]:
+    """The songs of a ``VocalMelsConfig``: the synthetic corpus, or the folder/csv at ``root``.
+
+    Returns:
+        ``(items, label names sorted)``; the labels are those listed, before any song is read.
+
+    Raises:
+        DataError: unknown synthetic genres, or what :func:`folder_inputs`/:func:`csv_inputs`
+            raise.
+    """
+    if config.source == "synthetic":
+        from shared_data.corpus.synthetic import GENRES
+
+        genres = tuple(config.genres) if config.genres is not None else tuple(GENRES)
+        unknown = sorted((set(genres) | set(config.instrumental_genres)) - set(GENRES))
+        if unknown:
+            raise DataError(f"config {config.name!r}: unknown genres {unknown}; use {GENRES}")
+        items = synthetic_inputs(
+            genres, config.songs_per_genre, instrumental=config.instrumental_genres
+        )
+        return items, sorted(genres)
+    assert root is not None
+    if config.source == "folder":
+        return folder_inputs(root)
+    return csv_inputs(root)

@@ -1,0 +1,102 @@
+"""Finding and opening a built ``vocal_mels`` dataset, without TensorFlow."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import tensorflow_datasets as tfds
+
+from shared_data.dataset.configs import (
+    CONFIG_NAMES,
+    CONFIGS,
+    DATASET_VERSION,
+    NAME,
+    REPORT_NAME,
+    default_data_dir,
+)
+from shared_data.errors import DataError
+
+
+def dataset_dir(data_dir: str | os.PathLike[str], config: str) -> Path:
+    """Where ``vocal_mels/<config>`` lives: ``<data_dir>/vocal_mels/<config>/<version>``."""
+    return Path(data_dir).expanduser() / NAME / config / DATASET_VERSION
+
+
+def build_command(config: str, data_dir: str | os.PathLike[str]) -> str:
+    """The shell command that builds ``config`` into ``data_dir``."""
+    cmd = f"python -m shared_data.build --config={config} --data_dir={data_dir}"
+    source = next((c.source for c in CONFIGS if c.name == config), None)
+    return cmd + (" --input=PATH" if source in ("folder", "csv") else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenedDataset:
+    """A built ``vocal_mels`` dataset, read without TensorFlow.
+
+    Records of :meth:`source` are dicts: ``mel`` float32 ``[128, 128]``, ``label`` int
+    (``UNLABELLED`` = -1 in ``test``), ``song_id`` bytes, ``clip_index`` int, ``fold`` int.
+    """
+
+    path: Path
+    config: str
+    builder: Any  # tfds ReadOnlyBuilder
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The split names present (``train``, and ``test`` for csv with unlabelled rows)."""
+        return tuple(sorted(self.builder.info.splits.keys()))
+
+    def source(self, split: str = "train") -> Sequence[dict[str, Any]]:
+        """Random-access ``ArrayRecordDataSource`` of ``split`` (``len``, ``[i]``)."""
+        if split not in self.splits:
+            raise DataError(
+                f"dataset {self.path} has no split {split!r}; it has {', '.join(self.splits)}"
+            )
+        return self.builder.as_data_source(split=split)
+
+    def num_examples(self, split: str = "train") -> int:
+        """Number of clips in ``split`` (0 for an absent split)."""
+        return self.builder.info.splits[split].num_examples if split in self.splits else 0
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """Class names, index = label."""
+        return tuple(self.builder.info.features["label"].names)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.label_names)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The build metadata (keys: ``METADATA_KEYS`` of :mod:`shared_data.dataset.configs`)."""
+        return dict(self.builder.info.metadata)
+
+    @property
+    def report_path(self) -> Path:
+        """The ``build_report.json`` written by the build."""
+        return self.path / REPORT_NAME
+
+
+def open_dataset(
+    data_dir: str | os.PathLike[str] | None = None, config: str = "synthetic"
+) -> OpenedDataset:
+    """Open a built ``vocal_mels/<config>`` under ``data_dir`` (default :func:`default_data_dir`).
+
+    Raises:
+        DataError: the dataset is not built; the message gives the command that builds it.
+    """
+    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    path = dataset_dir(root, config)
+    if not (path / "dataset_info.json").exists():
+        known = "" if config in CONFIG_NAMES else f" (known configs: {', '.join(CONFIG_NAMES)})"
+        raise DataError(
+            f"no {NAME} dataset for config {config!r} in {root}{known}; build it with: "
+            f"{build_command(config, root)}"
+        )
+    return OpenedDataset(path=path, config=config, builder=tfds.builder_from_directory(path))

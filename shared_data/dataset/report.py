@@ -1,0 +1,150 @@
+"""The ``build_report.json`` and the dataset metadata of a ``vocal_mels`` build, from its rows.
+
+The label set comes from the accepted songs: a label that was listed (a label folder, a manifest
+label) but has no accepted song is left out of the label set and named in the report's
+``labels_without_songs`` (``{label: files rejected}``), so no class exists without examples.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from shared_data.dataset.configs import METADATA_FORMAT, REPORT_NAME, json_normal
+from shared_data.dataset.songs import MelStats, Song
+from shared_data.errors import DataError
+
+
+def accepted_labels(
+    rows: Sequence[dict[str, Any]], listed: Sequence[str]
+) -> tuple[list[str], dict[str, int]]:
+    """``(label names of accepted train songs, sorted; {listed label without any: its files})``."""
+    used = sorted({r["label"] for r in rows if r["status"] == "ok" and r["label"] is not None})
+    dropped = {
+        label: sum(r["label"] == label for r in rows) for label in sorted(set(listed) - set(used))
+    }
+    return used, dropped
+
+
+def build_report(
+    rows: list[dict[str, Any]],
+    songs: Sequence[Song],
+    labels: Sequence[str],
+    *,
+    head: dict[str, Any],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The report: ``head`` (dataset, paths, flags), the file counts, the clips per label and
+    split, ``extra`` (stem presence, dropped labels, timings) and every file row.
+
+    ``files_seen == files_ok + files_rejected == len(files)`` always holds.
+    """
+    clips: dict[str, dict[str, int]] = {"train": {name: 0 for name in labels}, "test": {}}
+    for song in songs:
+        if song.label is None:
+            clips["test"]["(unlabelled)"] = clips["test"].get("(unlabelled)", 0) + song.n_clips
+        else:
+            clips["train"][song.label] += song.n_clips
+    n_ok = sum(r["status"] == "ok" for r in rows)
+    return {
+        **head,
+        "files_seen": len(rows),
+        "files_ok": n_ok,
+        "files_rejected": len(rows) - n_ok,
+        **extra,
+        "clips": clips,
+        "files": rows,
+    }
+
+
+def metadata(
+    rows: Sequence[dict[str, Any]],
+    train: Sequence[Song],
+    test: Sequence[Song],
+    labels: Sequence[str],
+    stats: MelStats,
+    *,
+    fields: dict[str, Any],
+) -> dict[str, Any]:
+    """The dataset metadata (``METADATA_KEYS``): statistics and counts from the build, plus
+    ``fields`` (separator, backend, stem, feature params, folds, fold method, config,
+    settings), stored as they read back from JSON."""
+    n_ok = sum(r["status"] == "ok" for r in rows)
+    return {
+        "format": METADATA_FORMAT,
+        "mel_mean": float(stats.mean),
+        "mel_std": stats.std,
+        **json_normal(fields),
+        "checksums": {r["path"]: r.get("sha256") for r in rows},
+        "label_names": list(labels),
+        "num_songs": {"train": len(train), "test": len(test)},
+        "num_clips": {
+            "train": sum(s.n_clips for s in train),
+            "test": sum(s.n_clips for s in test),
+        },
+        "files_seen": len(rows),
+        "files_ok": n_ok,
+        "files_rejected": len(rows) - n_ok,
+        "build_report": REPORT_NAME,
+    }
+
+
+def report_head(builder: Any, dataset_path: Path) -> dict[str, Any]:
+    """The first fields of the report of ``builder`` (a ``VocalMels``)."""
+    synthetic = builder.builder_config.source == "synthetic"
+    return {
+        "dataset": f"{builder.name}/{builder.builder_config.name}/{builder.version}",
+        "dataset_dir": os.fspath(dataset_path),
+        "input": None if synthetic else os.fspath(builder._input_root()),
+        "separator": builder._separator().name,
+        "backend": builder._backend,
+        "stem": builder._stem,
+        "folds": builder._folds,
+        "fold_method": builder._fold_method,
+        "strict": builder._strict,
+    }
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def refuse_or_warn(
+    rows: Sequence[dict[str, Any]],
+    dropped: dict[str, int],
+    stem_check: dict[str, Any],
+    *,
+    strict: bool,
+    report: Path,
+) -> None:
+    """Fail a strict build on rejected files, labels without songs or a near-silent stem;
+    otherwise warn (on stderr) about the last two. ``report`` is named in the messages.
+
+    Raises:
+        DataError: under ``strict``, one message listing what failed and the fix.
+    """
+    empty = ", ".join(f"{k} ({_files(n)}, all rejected)" for k, n in dropped.items())
+    rejected = [r for r in rows if r["status"] == "rejected"]
+    if strict and rejected:
+        listing = "\n".join(f"  {r['path']}: {r['reason']}" for r in rejected[:20])
+        more = f"\n  ... and {len(rejected) - 20} more" if len(rejected) > 20 else ""
+        labels = f"\nlabels left without songs: {empty}" if dropped else ""
+        raise DataError(
+            f"--strict: {len(rejected)} of {len(rows)} input files were rejected:\n{listing}"
+            f"{more}{labels}\nreport: {report}; fix or remove those files, or build without "
+            "--strict to skip them"
+        )
+    warning = stem_check.get("warning")
+    if strict and warning:
+        raise DataError(f"--strict: {warning}; report: {report}")
+    if dropped:
+        _warn(f"labels with no accepted song are left out of the label set: {empty}")
+    if warning:
+        _warn(warning)
