@@ -50,7 +50,9 @@ HELDOUT = VocalMelsConfig(
     seconds=30.0,
     seed=1,
 )
-NO_SEPARATION = {"separator": "none", "stem": "mix"}
+# Hash folds, not the default stratified ones: fold 3 below was chosen, and the ensemble figures
+# in parity_tests/test_ensemble.py measured, on the hash assignment.
+NO_SEPARATION = {"separator": "none", "stem": "mix", "fold_method": "hash"}
 FAST = dict(
     model="lstm",
     dataset="synthetic_small",

@@ -42,6 +42,9 @@ from jax_impl.models.layers import (
 from jax_impl.models.registry import ModelError, register_model
 from shared_data.architecture import shake_shake as spec
 
+# The family module hands out its parity draws (numpy, the same numbers in both backends).
+parity_draws = spec.parity_draws
+
 Draws = Mapping[str, Any]  # {"alpha": [N, B], "beta": [N, B]}
 
 

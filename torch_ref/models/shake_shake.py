@@ -48,6 +48,9 @@ from shared_data.architecture import shake_shake as spec
 from torch_ref.models.layers import check_image_input
 from torch_ref.models.registry import ModelError, register_model
 
+# The family module hands out its parity draws (numpy, the same numbers in both backends).
+parity_draws = spec.parity_draws
+
 Draws = Mapping[str, np.ndarray | torch.Tensor]  # {"alpha": [N, B], "beta": [N, B]}
 
 
