@@ -30,6 +30,7 @@ from shared_data.training import cross_validation as cv_folds
 from shared_data.training import metrics_log
 from shared_data.training.model_names import MODEL_NAMES
 from shared_data.training.recipe import Recipe
+from shared_data.training.split import load_training_data
 from tests.jax_train_fixtures import TINY, build_tiny, tiny_recipe
 
 
@@ -41,7 +42,7 @@ def tiny(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def full_run(tiny, tmp_path_factory) -> dict:
     workdir = tmp_path_factory.mktemp("full")
-    summary = train_lib.train_and_evaluate(tiny_recipe(tiny, workdir), progress=False)
+    summary = train_lib.train_and_evaluate(tiny_recipe(tiny, workdir))
     return {"workdir": workdir, "summary": summary}
 
 
@@ -111,7 +112,7 @@ def test_run_directory_outputs(full_run, tiny):
 
 def test_a_finished_run_is_not_trained_again(full_run, tiny):
     before = (full_run["workdir"] / "metrics.jsonl").read_text()
-    summary = train_lib.train_and_evaluate(tiny_recipe(tiny, full_run["workdir"]), progress=False)
+    summary = train_lib.train_and_evaluate(tiny_recipe(tiny, full_run["workdir"]))
     assert (full_run["workdir"] / "metrics.jsonl").read_text() == before
     assert summary["best_val_acc"] == full_run["summary"]["best_val_acc"]
     assert summary["final_val_acc"] == full_run["summary"]["final_val_acc"]
@@ -150,7 +151,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monke
     # mixup_fraction=1: one compiled step variant for both epochs (a cheaper test, same path).
     recipe = tiny_recipe(tiny, tmp_path, checkpoint_every=0, mixup_fraction=1.0)
     with pytest.raises(train_lib.TrainingError) as err:
-        train_lib.train_and_evaluate(recipe, progress=False)
+        train_lib.train_and_evaluate(recipe)
     message = str(err.value)
     assert "NaN" in message and "epoch 2, step 0" in message
     assert f"last good checkpoint (step {tiny['steps']})" in message and "--lr" in message
@@ -181,7 +182,7 @@ def test_failed_checkpoint_write_reports_and_keeps_the_previous(tiny, tmp_path, 
     monkeypatch.setattr(ocp.CheckpointManager, "save", save)
     recipe = tiny_recipe(tiny, tmp_path, checkpoint_every=1, mixup_fraction=1.0)
     with pytest.raises(ckpt_lib.CheckpointError) as err:
-        train_lib.train_and_evaluate(recipe, progress=False)
+        train_lib.train_and_evaluate(recipe)
     message = str(err.value)
     assert "checkpoint of step 3" in message and "No space left on device" in message
     assert "previous checkpoint (step 2) is intact" in message
@@ -192,7 +193,7 @@ def test_failed_checkpoint_write_reports_and_keeps_the_previous(tiny, tmp_path, 
     meta = ckpts.read_meta(2)
     assert (meta["next_epoch"], meta["next_step"]) == (0, 2)
     ckpts.close()
-    summary = train_lib.train_and_evaluate(recipe, progress=False)  # resumes from step 2
+    summary = train_lib.train_and_evaluate(recipe)  # resumes from step 2
     assert summary["latest_step"] == 2 * tiny["steps"]
 
 
@@ -294,13 +295,13 @@ def test_to_device_shards_the_batch_over_the_mesh():
 
 def test_training_data_uses_the_fold_split_and_dataset_statistics(tiny):
     dataset = open_dataset(tiny["data_dir"], TINY.name)
-    data = data_lib.load_training_data(tiny_recipe(tiny, Path("unused")), dataset)
+    data = load_training_data(tiny_recipe(tiny, Path("unused")), dataset)
     folds, labels = splits.read_fold_labels(dataset.source("train"))
     assert set(folds[data.val_indices]) == {tiny["fold"]}
     assert tiny["fold"] not in set(folds[data.train_indices])
     assert data.val_labels.tolist() == labels[data.val_indices].tolist()
     assert data.steps_per_epoch == tiny["steps"] and data.num_classes == 3
-    assert data.norm.mean == dataset.metadata["mel_mean"]
+    assert data.mel_mean == dataset.metadata["mel_mean"]
     order = data.epoch_order(1)
     assert sorted(order.tolist()) == data.train_indices.tolist()
     assert not np.array_equal(order, data.epoch_order(0))
@@ -340,7 +341,7 @@ def test_cv_trains_every_fold_and_reports_mean_and_std(tmp_path, capsys, monkeyp
     """The K-fold driver with a stand-in trainer: fold recipes, directories and the statistics."""
     seen = []
 
-    def fake_train(recipe, workdir, progress=True):
+    def fake_train(recipe, workdir, hooks=()):
         seen.append((recipe.fold, recipe.workdir, workdir))
         best = [0.9, 0.8, 0.7][recipe.fold]
         return {"best_val_acc": best, "final_val_acc": best - 0.1, "best_epoch": 1,

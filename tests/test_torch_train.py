@@ -72,6 +72,11 @@ def recipe(tiny: dict, workdir: Path, **overrides) -> Recipe:
     return Recipe(**values)
 
 
+def _payload(workdir: Path, which: str) -> dict:
+    """The whole dict of checkpoint file ``which`` (state and meta)."""
+    return ckpt_lib.load(ckpt_lib.Checkpoints(workdir).path(which))
+
+
 class Killed(Exception):
     """Stands in for SIGKILL: raised from on_step, so nothing after that step is saved."""
 
@@ -85,7 +90,7 @@ def run(recipe_: Recipe, kill_at: int | None = None) -> tuple[dict | None, list]
             raise Killed
 
     try:
-        return train_lib.train_and_evaluate(recipe_, on_step=on_step), seen
+        return train_lib.train_and_evaluate(recipe_, hooks=(on_step,)), seen
     except Killed:
         return None, seen
 
@@ -123,8 +128,8 @@ def test_run_directory_outputs(full_run, tiny):
 
     assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
-    latest = ckpt_lib.Checkpoints(workdir).load_latest()
-    best = ckpt_lib.Checkpoints(workdir).load_best()
+    latest = _payload(workdir, "latest")
+    best = _payload(workdir, "best")
     assert (latest["epoch"], latest["step"], latest["global_step"]) == (2, 0, 2 * tiny["steps"])
     assert best["best_val_acc"] == full_run["summary"]["best_val_acc"]
     assert set(latest) >= {"model", "optimizer", "scheduler", "rng", "recipe"}
@@ -146,7 +151,7 @@ def test_killed_mid_epoch_resumes_at_the_same_step_and_order(full_run, tiny, tmp
     r = recipe(tiny, tmp_path, checkpoint_every=1)
     kill_at = tiny["steps"] + 2  # second step of the second epoch, after the save at step +1
     _, before = run(r, kill_at=kill_at)
-    latest = ckpt_lib.Checkpoints(tmp_path).load_latest()
+    latest = _payload(tmp_path, "latest")
     assert (latest["epoch"], latest["step"], latest["global_step"]) == (1, 1, tiny["steps"] + 1)
 
     summary, after = run(r)
@@ -157,8 +162,8 @@ def test_killed_mid_epoch_resumes_at_the_same_step_and_order(full_run, tiny, tmp
     assert summary["global_step"] == full_run["summary"]["global_step"]
 
     # Same model bit for bit, same metrics (timing aside).
-    a = ckpt_lib.Checkpoints(full_run["workdir"]).load_latest()["model"]
-    b = ckpt_lib.Checkpoints(tmp_path).load_latest()["model"]
+    a = _payload(full_run["workdir"], "latest")["model"]
+    b = _payload(tmp_path, "latest")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
     def metrics(workdir):
@@ -330,8 +335,8 @@ def test_ddp_on_two_processes_matches_one_process(tiny, tmp_path):
 
     info = json.loads((tmp_path / "ddp" / "recipe.json").read_text())
     assert info["run"]["world_size"] == 2
-    a = ckpt_lib.Checkpoints(tmp_path / "ddp").load_latest()
-    b = ckpt_lib.Checkpoints(tmp_path / "single").load_latest()
+    a = _payload(tmp_path / "ddp", "latest")
+    b = _payload(tmp_path / "single", "latest")
     assert a["global_step"] == b["global_step"] == tiny["steps"]
     for k in b["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
