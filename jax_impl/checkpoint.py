@@ -23,9 +23,12 @@ position :func:`meta_of` writes, plus the recipe, so a resume with another recip
 
 from __future__ import annotations
 
+import gc
+import io
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -57,25 +60,40 @@ def _val_acc(metrics: Mapping[str, Any]) -> float:
 
 
 def _warn(message: str) -> None:
-    import sys
-
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class _QuietOrbax:
-    """Silence orbax's loggers during a save: a failed write logs the same error (with an
-    asyncio traceback) from several threads before it raises; :class:`CheckpointError` then
-    reports it once."""
+    """Hold back orbax's own reports during a save: a failed write (a full disk) logs the error
+    and prints "Event loop is closed" tracebacks from tensorstore's callback threads, hundreds of
+    lines before it raises; :class:`CheckpointError` then reports it once. What was printed is
+    passed on when the save succeeds, and dropped when it failed (``failed`` set by the caller).
+    """
+
+    def __init__(self):
+        self.failed = False
 
     def __enter__(self):
         self.loggers = [logging.getLogger(n) for n in ("absl", "orbax", "asyncio")]
         self.levels = [lg.level for lg in self.loggers]
         for lg in self.loggers:
             lg.setLevel(logging.CRITICAL)
+        self.stderr, self.buffer = sys.stderr, io.StringIO()
+        sys.stderr = self.buffer
+        return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        failed = self.failed or exc_type is not None
+        if failed:
+            gc.collect()  # the failed write's abandoned tasks report themselves when collected
+        sys.stderr = self.stderr
         for lg, level in zip(self.loggers, self.levels, strict=True):
-            lg.setLevel(level)
+            # asyncio stays muted after a failure: tasks collected later would still log
+            # "Task exception was never retrieved" with the same error, once per array.
+            if not (failed and lg.name == "asyncio"):
+                lg.setLevel(level)
+        if exc_type is None and not self.failed and self.buffer.getvalue():
+            self.stderr.write(self.buffer.getvalue())
 
 
 class Checkpoints:
@@ -165,9 +183,16 @@ class Checkpoints:
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta))
         )
         try:
-            with _QuietOrbax():
-                self._manager.save(step, args=args, metrics=metrics, force=True)
-                self._manager.wait_until_finished()
+            with _QuietOrbax() as quiet:
+                try:
+                    self._manager.save(step, args=args, metrics=metrics, force=True)
+                    self._manager.wait_until_finished()
+                except Exception:
+                    quiet.failed = True
+                    # Let the callback threads of the failed write finish while muted.
+                    self._close_quietly()
+                    self._manager = self._open()
+                    raise
         except Exception as err:  # orbax wraps I/O errors in several types; all mean "not written"
             kept = (
                 f"the previous checkpoint (step {previous}) is intact and a rerun resumes from it"
@@ -284,6 +309,12 @@ class Checkpoints:
             "pass another --workdir"
         )
 
+    def _close_quietly(self) -> None:
+        try:
+            self._manager.close()
+        except Exception:  # a manager whose write failed may fail to close; nothing to keep
+            pass
+
     def close(self) -> None:
         self._manager.close()
 
@@ -293,7 +324,8 @@ def _reason(err: BaseException) -> str:
     while err.__cause__ is not None and err.__cause__ is not err:
         err = err.__cause__
     text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
+    first = text[0] if text else ""
+    return f"{type(err).__name__}: {first[:300]}{'...' if len(first) > 300 else ''}"
 
 
 def meta_of(position: RunPosition, recipe: Any) -> dict[str, Any]:
