@@ -49,6 +49,7 @@ def _check(ok: bool, message: str) -> None:
 
 
 def validate(r: Any) -> None:
+    """Raise :class:`RecipeError` naming the first flag with an unusable value."""
     _check_types(r)
     _check(
         r.model in MODEL_NAMES,
@@ -99,6 +100,10 @@ def validate(r: Any) -> None:
         f"--memory_efficient applies to {', '.join(MEMORY_EFFICIENT_MODELS)} only "
         f"(got --model={r.model})",
     )
+    _check_augmentation(r)
+
+
+def _check_augmentation(r: Any) -> None:
     _check(r.mixup_alpha >= 0, f"--mixup_alpha must be >= 0 (got {r.mixup_alpha})")
     _check(
         0 <= r.mixup_fraction <= 1, f"--mixup_fraction must be in [0, 1] (got {r.mixup_fraction})"
