@@ -56,7 +56,7 @@ def build_tiny(data_dir: Path, backend: str = "jax") -> dict[str, Any]:
     fold = int(
         next(k for k in np.argsort(counts) if counts[k] >= 2 and len(folds) - counts[k] >= 12)
     )
-    steps = (len(folds) - counts[fold]) // BATCH
+    steps = int((len(folds) - counts[fold]) // BATCH)
     return {"backend": backend, "config": config.name, "data_dir": str(data_dir), "fold": fold,
             "steps": steps}  # fmt: skip
 
