@@ -37,7 +37,7 @@ from benchmarks.hardware import host_peak_rss_bytes
 from jax_impl import augment
 from jax_impl import train_step as ts
 from jax_impl.models import create_model
-from jax_impl.schedule import schedule_from_recipe
+from jax_impl.schedule import make_schedule
 from jax_impl.train import compute_dtypes
 
 EPOCH = np.int32(0)
@@ -54,7 +54,7 @@ class _JaxBase:
         self.rss_before = host_peak_rss_bytes()
         self.recipe = bench_recipe(combo)
         self.dtype, self.param_dtype = compute_dtypes(combo.precision)
-        self.schedule = schedule_from_recipe(self.recipe, STEPS_PER_EPOCH)
+        self.schedule = make_schedule(self.recipe, STEPS_PER_EPOCH)
         self.tx = ts.make_optimizer(self.recipe, self.schedule)
         self.cfg = ts.StepConfig.from_recipe(self.recipe, combo.num_classes)
         self.mesh = ts.make_mesh([self.device])

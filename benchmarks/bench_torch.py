@@ -6,7 +6,7 @@ from its seeded CPU generator (``torch_ref.steps.step_generator``), the model RN
 asked, backward, optimizer step) and the scheduler step, with the model in ``channels_last``.
 Backend ``torch_compile`` wraps the model in ``torch.compile`` as ``torch_ref.train --compile``
 does (the default inductor backend and mode). Inference is the eval-mode forward under
-``torch.no_grad`` (and autocast), as ``torch_ref.steps.evaluate``.
+``torch.no_grad`` (and autocast), as ``torch_ref.steps.eval_logits``.
 
 On CUDA, ``cudnn.benchmark`` is on (as in ``torch_ref.train``); fp32 runs keep torch's defaults
 (TF32 convolutions, fp32 matmuls).
@@ -24,7 +24,7 @@ from benchmarks.flops import torch_flops
 from benchmarks.hardware import host_peak_rss_bytes
 from torch_ref import augment, steps
 from torch_ref.models import create_model
-from torch_ref.schedule import build_scheduler, step_scheduler
+from torch_ref.schedule import make_schedule, step_scheduler
 
 EPOCH = 0
 
@@ -51,8 +51,8 @@ class TorchWorkload:
             combo.model, combo.num_classes, in_chans=1, **self.recipe.model_kwargs()
         )
         self.model.to(device=self.device, memory_format=torch.channels_last)
-        self.optimizer = steps.build_optimizer(self.model.parameters(), self.recipe)
-        self.scheduler = build_scheduler(self.optimizer, self.recipe)
+        self.optimizer = steps.make_optimizer(self.model.parameters(), self.recipe)
+        self.scheduler = make_schedule(self.optimizer, self.recipe)
         compiled = combo.backend == "torch_compile"
         self.step_model = torch.compile(self.model) if compiled else self.model
         mel, label = synthetic_batch(combo)

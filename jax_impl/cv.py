@@ -9,12 +9,13 @@ run continues where it stopped. The summary is printed as a table and as one lin
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shared_data.cli import run_main
 from shared_data.training import cross_validation as cv_folds
-from shared_data.training.recipe import Recipe, recipe_from_args
+from shared_data.training.recipe import Recipe
+from shared_data.training.recipe_flags import recipe_from_args
 
 BACKEND = "jax"
 
@@ -30,18 +31,18 @@ def run_cv(
     recipe: Recipe,
     *,
     train: Callable[..., dict[str, Any]] | None = None,
-    progress: bool = True,
+    hooks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Train every fold of ``recipe.folds`` and write ``<root>/cv.json``; returns the summary.
 
-    ``train(recipe, workdir, progress=...) -> summary`` defaults to
+    ``train(recipe, workdir, hooks=...) -> summary`` defaults to
     :func:`jax_impl.train.train_and_evaluate`.
     """
     if train is None:
         from jax_impl.train import train_and_evaluate as train
 
     def train_fold(fold_recipe: Recipe) -> dict[str, Any]:
-        return train(fold_recipe, fold_recipe.workdir, progress=progress)
+        return train(fold_recipe, fold_recipe.workdir, hooks=hooks)
 
     return cv_folds.run_folds(recipe, BACKEND, train_fold, is_main=_is_main())
 
@@ -59,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's per-save info lines
-    summary = run_cv(recipe, progress=not args.no_progress)
+    from shared_data.training.train_cli import cli_hooks
+
+    summary = run_cv(recipe, hooks=cli_hooks(args, is_main=_is_main()))
     if _is_main():
         print(cv_folds.format_summary(summary))
         print(f"summary: {cv_folds.cv_root(recipe, BACKEND) / cv_folds.CV_FILE}")

@@ -2,16 +2,18 @@
 
 API::
 
-    data = load_training_data(recipe, dataset)   # TrainingData: fold split, statistics, songs
+    data = load_training_data(recipe, dataset)   # shared_data.training.split.TrainingData
+    norm = Normalizer(data.mel_mean, data.mel_std)
     order = data.epoch_order(epoch)              # record indices of epoch e, in training order
-    it = train_batches(data.source, order, global_batch=64, start_step=3, norm=data.norm)
-    it = eval_batches(data.source, data.val_indices, global_batch=64, norm=data.norm)  # + "mask"
+    it = train_batches(data.source, order, global_batch=64, start_step=3, norm=norm)
+    it = eval_batches(data.source, data.val_indices, global_batch=64, norm=norm)  # + "mask"
     for batch in to_device(it, batch_sharding): ...   # global jax.Arrays on the mesh, prefetched
 
-The fold split and the data order come from :mod:`shared_data.dataset.splits`, the functions the
-torch backend uses too: the order of an epoch is a pure function of ``(seed, epoch)``, so a resumed
-run, every process of a multi-host run and ``torch_ref`` read the same clips in the same order, and
-a run resumed at step ``s`` of an epoch skips exactly the first ``s`` global batches.
+The fold split (:mod:`shared_data.training.split`) and the data order
+(:mod:`shared_data.dataset.splits`) are the torch backend's too: the order of an epoch is a pure
+function of ``(seed, epoch)``, so a resumed run, every process of a multi-host run and
+``torch_ref`` read the same clips in the same order, and a run resumed at step ``s`` of an epoch
+skips exactly the first ``s`` global batches.
 
 Multi-host: every process reads only its rows of each global batch (rows ``[p*b, (p+1)*b)`` with
 ``b = global_batch / process_count``, :func:`shared_data.dataset.splits.batch_indices`), and
@@ -48,77 +50,6 @@ class Normalizer:
             1.0 / self.std
         )
         return {"mel": mel[..., None], "label": np.int32(record["label"])}
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """An opened dataset split by fold: what the training loop reads.
-
-    Attributes:
-        source: the random-access records of the ``train`` split.
-        train_indices, val_indices: int64 record indices (folds != k, fold k).
-        val_labels: int64 ``[n_val]``; val_songs: str ``[n_val]`` (song of each validation clip).
-    """
-
-    source: Sequence[Record]
-    train_indices: np.ndarray
-    val_indices: np.ndarray
-    val_labels: np.ndarray
-    val_songs: np.ndarray
-    label_names: tuple[str, ...]
-    norm: Normalizer
-    seed: int
-    batch_size: int
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.label_names)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Full global batches per epoch (raises ``DataError`` if the batch exceeds the data)."""
-        return splits.steps_per_epoch(len(self.train_indices), self.batch_size)
-
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """Record indices of epoch ``epoch`` in training order (:func:`splits.epoch_order`)."""
-        return self.train_indices[splits.epoch_order(len(self.train_indices), self.seed, epoch)]
-
-
-def load_training_data(recipe: Any, dataset: Any) -> TrainingData:
-    """Split ``dataset`` (an ``OpenedDataset``) by ``recipe.fold`` of ``recipe.folds``.
-
-    Raises:
-        DataError: the dataset's fold count differs from ``--folds``, a side of the split is empty,
-            ``--batch_size`` exceeds the training clips, or the metadata lacks the statistics.
-    """
-    source = dataset.source("train")
-    built_folds = dataset.metadata.get("folds")
-    if built_folds is not None and int(built_folds) != recipe.folds:
-        raise DataError(
-            f"the dataset was built with {built_folds} folds but --folds={recipe.folds}; "
-            f"pass --folds={built_folds}"
-        )
-    folds, labels = splits.read_fold_labels(source)
-    train, val = splits.fold_split(folds, recipe.fold, recipe.folds)
-    try:
-        norm = Normalizer(float(dataset.metadata["mel_mean"]), float(dataset.metadata["mel_std"]))
-    except KeyError as err:
-        raise DataError(
-            f"the dataset metadata lacks {err}; rebuild it with python -m shared_data.build"
-        ) from None
-    data = TrainingData(
-        source=source,
-        train_indices=train,
-        val_indices=val,
-        val_labels=labels[val],
-        val_songs=splits.song_ids(source, val),
-        label_names=tuple(dataset.label_names),
-        norm=norm,
-        seed=recipe.seed,
-        batch_size=recipe.batch_size,
-    )
-    _ = data.steps_per_epoch  # a batch larger than the training set fails here, naming the flag
-    return data
 
 
 class _Rows:
@@ -164,7 +95,7 @@ def train_batches(
     """This process's training batches of one epoch, from global step ``start_step`` on.
 
     Args:
-        order: the epoch's record indices (:meth:`TrainingData.epoch_order`); the tail that does
+        order: the epoch's record indices (``TrainingData.epoch_order``); the tail that does
             not fill a global batch is dropped.
     Yields:
         ``{"mel": float32 [b, 128, 128, 1], "label": int32 [b]}`` with ``b = global_batch / P``.

@@ -4,7 +4,7 @@ API::
 
     sched = cosine_restarts_schedule(base_lr=1e-3, steps_per_epoch=100, t0_epochs=10,
                                      t_mult=1, eta_min=0.0)     # optax.Schedule: step -> lr
-    sched = schedule_from_recipe(recipe.resolved("jax"), steps_per_epoch)
+    sched = make_schedule(recipe.resolved("jax"), steps_per_epoch)
     tx = optax.adamw(learning_rate=sched, ...)                 # optax calls sched(count)
 
 ``sched(k)`` is the learning rate of the optimizer update with 0-based index ``k`` (optax's update
@@ -99,13 +99,13 @@ def cosine_restarts_schedule(
     return schedule
 
 
-def schedule_from_recipe(recipe, steps_per_epoch: int) -> optax.Schedule:
+def make_schedule(recipe, steps_per_epoch: int) -> optax.Schedule:
     """The schedule of a resolved :class:`~shared_data.training.recipe.Recipe`.
 
     ``lr`` and ``t0_epochs`` must be set (``recipe.resolved()``).
     """
     if recipe.lr is None or recipe.t0_epochs is None:
-        raise ValueError("schedule_from_recipe needs a resolved recipe (call recipe.resolved())")
+        raise ValueError("make_schedule needs a resolved recipe (call recipe.resolved())")
     return cosine_restarts_schedule(
         base_lr=recipe.lr,
         steps_per_epoch=steps_per_epoch,

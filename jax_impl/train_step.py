@@ -181,8 +181,8 @@ def train_step(
 
     SpecAugment always, then Mixup when ``mixup`` (else plain cross-entropy on the, possibly
     smoothed, one-hot targets). Returns the new state and device-side metrics: ``loss`` (mean soft
-    cross-entropy, float32, or float64 for a float64 model), ``correct`` (:func:`credited_correct`,
-    float32), ``count`` and ``lr`` (the learning rate this step used).
+    cross-entropy, float32, or float64 for a float64 model), ``correct``
+    (:func:`credited_correct`, float32), ``count`` and ``lr`` (the learning rate this step used).
     """
     x = augment.apply_spec_augment(batch["mel"], draws.spec, cfg.spec.fill_value)
     labels = batch["label"]

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from jax_impl.schedule import cosine_restarts_schedule, schedule_from_recipe
+from jax_impl import schedule as jax_schedule
+from jax_impl.schedule import cosine_restarts_schedule
 from shared_data.training.recipe import Recipe
-from torch_ref.schedule import build_scheduler, set_scheduler_position, step_scheduler
+from torch_ref import schedule as torch_schedule
+from torch_ref.schedule import set_scheduler_position, step_scheduler
 
 
 def torch_lrs(*, base_lr, steps_per_epoch, t0_epochs, t_mult, eta_min, epochs) -> np.ndarray:
@@ -17,7 +19,7 @@ def torch_lrs(*, base_lr, steps_per_epoch, t0_epochs, t_mult, eta_min, epochs) -
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=base_lr)
     recipe = Recipe(lr=base_lr, t0_epochs=t0_epochs, t_mult=t_mult, eta_min=eta_min)
-    scheduler = build_scheduler(optimizer, recipe)
+    scheduler = torch_schedule.make_schedule(optimizer, recipe)
     lrs = []
     for epoch in range(epochs):
         for i in range(steps_per_epoch):
@@ -77,16 +79,18 @@ def test_resume_position_matches_uninterrupted():
     )
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=0.1)
-    scheduler = build_scheduler(optimizer, Recipe(lr=0.1, t0_epochs=1, t_mult=2, eta_min=1e-3))
+    scheduler = torch_schedule.make_schedule(
+        optimizer, Recipe(lr=0.1, t0_epochs=1, t_mult=2, eta_min=1e-3)
+    )
     for k in (0, 5, 6, 17, 18, 40):
         set_scheduler_position(scheduler, k, 6)
         assert optimizer.param_groups[0]["lr"] == pytest.approx(expected[k], rel=1e-12)
 
 
-def test_schedule_from_recipe_uses_resolved_defaults():
+def test_make_schedule_uses_resolved_defaults():
     recipe = Recipe(epochs=12, restarts=2, lr=0.2, eta_min=0.02).resolved("jax")
     assert recipe.t0_epochs == 4
-    sched = schedule_from_recipe(recipe, steps_per_epoch=5)
+    sched = jax_schedule.make_schedule(recipe, steps_per_epoch=5)
     for restart_step in (0, 20, 40):
         assert float(sched(restart_step)) == pytest.approx(0.2, rel=1e-6)
     assert float(sched(19)) == pytest.approx(

@@ -24,18 +24,19 @@ from flax import nnx
 
 from jax_impl import convert
 from jax_impl import data as jax_data
+from jax_impl import schedule as jax_schedule
 from jax_impl import train as jax_train
 from jax_impl import train_step as ts
-from jax_impl.schedule import schedule_from_recipe
 from shared_data.dataset import splits
 from shared_data.dataset.builder import VocalMelsConfig, build_dataset, open_dataset
 from shared_data.training.recipe import Recipe
+from shared_data.training.split import load_training_data
 from torch_ref import augment as torch_augment
 from torch_ref import data as torch_data
+from torch_ref import schedule as torch_schedule
 from torch_ref import steps as torch_steps
 from torch_ref import train as torch_train
 from torch_ref.models import create_model as create_torch_model
-from torch_ref.schedule import build_scheduler, step_scheduler
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +66,7 @@ def _jax_side(name: str, torch_model: torch.nn.Module, num_classes: int, recipe,
     weights = {k: v.detach().numpy().copy() for k, v in torch_model.state_dict().items()}
     model = convert.torch_to_jax(name, weights, num_classes)
     graphs, state = ts.split_model(model)
-    schedule = schedule_from_recipe(recipe, spe)
+    schedule = jax_schedule.make_schedule(recipe, spe)
     tx = ts.make_optimizer(recipe, schedule)
     state["opt_state"] = tx.init(state["params"])
     cfg = ts.StepConfig.from_recipe(recipe, num_classes)
@@ -93,7 +94,7 @@ def test_one_sgd_step_matches_torch(mixup):
     recipe = Recipe(model="resnet18", batch_size=4, optimizer="sgd", mixup_alpha=0.4)
     recipe = recipe.resolved("jax", accelerator=False)
     torch_model = create_torch_model("resnet18", num_classes)
-    optimizer = torch_steps.build_optimizer(torch_model.parameters(), recipe)
+    optimizer = torch_steps.make_optimizer(torch_model.parameters(), recipe)
     graphs, state, jax_step, cfg = _jax_side("resnet18", torch_model, num_classes, recipe, spe)
     initial = {k: v.numpy().copy() for k, v in torch_model.state_dict().items()}
 
@@ -146,25 +147,26 @@ def test_two_epochs_of_synthetic_small_give_the_same_loss_curve(synthetic_small)
         batch_size=16, seed=0,
     ).resolved("jax", accelerator=False)  # fmt: skip
     dataset = open_dataset(synthetic_small, "synthetic_small")
-    jdata = jax_data.load_training_data(recipe, dataset)
-    tdata = torch_data.load_training_data(recipe, dataset)
-    np.testing.assert_array_equal(jdata.train_indices, tdata.train_indices)
-    spe, num_classes = jdata.steps_per_epoch, jdata.num_classes
-    assert spe == tdata.steps_per_epoch == 3
+    data = load_training_data(recipe, dataset)  # the fold split both backends read
+    spe, num_classes = data.steps_per_epoch, data.num_classes
+    assert spe == 3
 
     torch.manual_seed(recipe.seed)
     torch_model = create_torch_model("lstm", num_classes)
-    optimizer = torch_steps.build_optimizer(torch_model.parameters(), recipe)
-    scheduler = build_scheduler(optimizer, recipe)
+    optimizer = torch_steps.make_optimizer(torch_model.parameters(), recipe)
+    scheduler = torch_schedule.make_schedule(optimizer, recipe)
     _, state, jax_step, cfg = _jax_side("lstm", torch_model, num_classes, recipe, spe)
-    loader, sampler = torch_data.train_loader(tdata, recipe)
+    loader, sampler = torch_data.train_batches(data, recipe)
 
     losses = {"jax": [], "torch": []}
     for epoch in range(recipe.epochs):
         mixup = recipe.mixup_active(epoch)
         sampler.set_epoch(epoch)
         jax_batches = jax_data.train_batches(
-            jdata.source, jdata.epoch_order(epoch), global_batch=recipe.batch_size, norm=jdata.norm
+            data.source,
+            data.epoch_order(epoch),
+            global_batch=recipe.batch_size,
+            norm=jax_data.Normalizer(data.mel_mean, data.mel_std),
         )
         for step, ((x, labels, _), batch) in enumerate(zip(loader, jax_batches, strict=True)):
             np.testing.assert_array_equal(x.numpy().transpose(0, 2, 3, 1), batch["mel"])
@@ -176,7 +178,7 @@ def test_two_epochs_of_synthetic_small_give_the_same_loss_curve(synthetic_small)
                 num_classes=num_classes, label_smoothing=recipe.label_smoothing,
                 fill_value=cfg.spec.fill_value,
             )  # fmt: skip
-            step_scheduler(scheduler, epoch, step, spe)
+            torch_schedule.step_scheduler(scheduler, epoch, step, spe)
             state, metrics = jax_step(state, jax.tree.map(jnp.asarray, batch), draws, mixup)
             losses["torch"].append(float(loss))
             losses["jax"].append(float(metrics["loss"]))
@@ -222,9 +224,7 @@ def test_independent_training_reaches_the_same_validation_accuracy(tmp_path):
         model="lstm", dataset=SEPARABLE.name, data_dir=str(data_dir), fold=2, epochs=3,
         batch_size=8, log_every=100,
     )  # fmt: skip
-    jax_run = jax_train.train_and_evaluate(
-        Recipe(**common, seed=1, workdir=str(tmp_path / "jax")), progress=False
-    )
+    jax_run = jax_train.train_and_evaluate(Recipe(**common, seed=1, workdir=str(tmp_path / "jax")))
     torch_run = torch_train.train_and_evaluate(
         Recipe(**common, seed=2, workdir=str(tmp_path / "torch"))
     )

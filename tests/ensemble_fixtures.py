@@ -141,7 +141,7 @@ def trained_member(backend: str, seed: int) -> Path:
     if backend == "jax":
         from jax_impl.train import train_and_evaluate
 
-        train_and_evaluate(recipe, workdir, dataset=dataset, progress=False, log=lambda _: None)
+        train_and_evaluate(recipe, workdir, dataset=dataset)
     else:
         from torch_ref import train as torch_train
 
@@ -170,7 +170,7 @@ def fold_member(fold: int) -> Path:
     from jax_impl.train import train_and_evaluate
 
     dataset = open_dataset(root, "synthetic_small")
-    train_and_evaluate(recipe, workdir, dataset=dataset, progress=False, log=lambda _: None)
+    train_and_evaluate(recipe, workdir, dataset=dataset)
     return workdir
 
 

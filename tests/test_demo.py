@@ -15,7 +15,7 @@ import pytest
 
 from jax_impl import train as jax_train
 from shared_data.dataset import build_cli as build
-from shared_data.training.recipe import recipe_from_args
+from shared_data.training.recipe_flags import recipe_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 

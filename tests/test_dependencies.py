@@ -103,7 +103,7 @@ ALLOWED = {
     "corpus": {"audio"},
     "separation": {"audio"},
     "dataset": {"separation", "corpus", "audio"},
-    "training": {"dataset", "architecture"},
+    "training": {"dataset", "architecture", "ensemble"},
     "ensemble": {"dataset", "separation", "audio"},
 }
 

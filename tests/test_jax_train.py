@@ -1,6 +1,6 @@
 """The JAX training loop: run outputs, data order, checkpoints, resume rules and bad input.
 
-Whole runs use the tiny dataset of :mod:`tests.jax_train_fixtures` (18 clips, ``lstm``, batch 4);
+Whole runs use the tiny dataset of :mod:`tests.support.tiny_runs` (18 clips, ``lstm``, batch 4);
 the pipeline and checkpoint pieces are also checked alone on in-memory records.
 """
 
@@ -22,7 +22,6 @@ from jax_impl import cv as cv_lib
 from jax_impl import data as data_lib
 from jax_impl import train as train_lib
 from jax_impl import train_step as ts
-from shared_data.architecture.names import MODEL_NAMES
 from shared_data.cli import run_main
 from shared_data.dataset import splits
 from shared_data.dataset.builder import open_dataset
@@ -30,19 +29,18 @@ from shared_data.ensemble.members import DATASET_KEY, dataset_record
 from shared_data.training import cross_validation as cv_folds
 from shared_data.training import metrics_log
 from shared_data.training.recipe import Recipe
-from tests.jax_train_fixtures import TINY, build_tiny, tiny_recipe
+from shared_data.training.split import load_training_data
+from tests.support.tiny_runs import tiny_recipe
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict:
-    return build_tiny(tmp_path_factory.mktemp("data"))
+@pytest.fixture
+def tiny(jax_tiny) -> dict:
+    return jax_tiny
 
 
-@pytest.fixture(scope="module")
-def full_run(tiny, tmp_path_factory) -> dict:
-    workdir = tmp_path_factory.mktemp("full")
-    summary = train_lib.train_and_evaluate(tiny_recipe(tiny, workdir), progress=False)
-    return {"workdir": workdir, "summary": summary}
+@pytest.fixture
+def full_run(jax_full_run) -> dict:
+    return jax_full_run
 
 
 def _records(workdir: Path) -> list[dict]:
@@ -85,7 +83,7 @@ def test_run_directory_outputs(full_run, tiny):
     assert info["run"]["versions"]["jax"] == jax.__version__
     assert "commit" in info["run"]["git"] and info["run"]["steps_per_epoch"] == tiny["steps"]
     # The dataset's description travels with the run (ensembles need no dataset to read it).
-    record = dataset_record(open_dataset(tiny["data_dir"], TINY.name))
+    record = dataset_record(open_dataset(tiny["data_dir"], tiny["config"]))
     assert info["run"][DATASET_KEY] == json.loads(json.dumps(record))
     assert record["label_names"] and record["feature_params"] and record["separator"] == "none"
     resolved = Recipe.from_json((workdir / "recipe.json").read_text())
@@ -107,24 +105,6 @@ def test_run_directory_outputs(full_run, tiny):
     leaves = jax.tree.leaves(_saved_params(workdir, ckpts.latest_step()))
     assert leaves and all(np.isfinite(x).all() for x in leaves)
     ckpts.close()
-
-
-def test_a_finished_run_is_not_trained_again(full_run, tiny):
-    before = (full_run["workdir"] / "metrics.jsonl").read_text()
-    summary = train_lib.train_and_evaluate(tiny_recipe(tiny, full_run["workdir"]), progress=False)
-    assert (full_run["workdir"] / "metrics.jsonl").read_text() == before
-    assert summary["best_val_acc"] == full_run["summary"]["best_val_acc"]
-    assert summary["final_val_acc"] == full_run["summary"]["final_val_acc"]
-
-
-def test_resume_refuses_a_different_recipe(full_run, tiny):
-    with pytest.raises(ckpt_lib.CheckpointError, match="--lr: 0.001 -> 0.01"):
-        train_lib.train_and_evaluate(tiny_recipe(tiny, full_run["workdir"], lr=0.01))
-
-
-def test_resume_false_refuses_a_workdir_with_a_checkpoint(full_run, tiny):
-    with pytest.raises(train_lib.TrainingError, match="--resume=false"):
-        train_lib.train_and_evaluate(tiny_recipe(tiny, full_run["workdir"], resume=False))
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
@@ -150,7 +130,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monke
     # mixup_fraction=1: one compiled step variant for both epochs (a cheaper test, same path).
     recipe = tiny_recipe(tiny, tmp_path, checkpoint_every=0, mixup_fraction=1.0)
     with pytest.raises(train_lib.TrainingError) as err:
-        train_lib.train_and_evaluate(recipe, progress=False)
+        train_lib.train_and_evaluate(recipe)
     message = str(err.value)
     assert "NaN" in message and "epoch 2, step 0" in message
     assert f"last good checkpoint (step {tiny['steps']})" in message and "--lr" in message
@@ -181,7 +161,7 @@ def test_failed_checkpoint_write_reports_and_keeps_the_previous(tiny, tmp_path, 
     monkeypatch.setattr(ocp.CheckpointManager, "save", save)
     recipe = tiny_recipe(tiny, tmp_path, checkpoint_every=1, mixup_fraction=1.0)
     with pytest.raises(ckpt_lib.CheckpointError) as err:
-        train_lib.train_and_evaluate(recipe, progress=False)
+        train_lib.train_and_evaluate(recipe)
     message = str(err.value)
     assert "checkpoint of step 3" in message and "No space left on device" in message
     assert "previous checkpoint (step 2) is intact" in message
@@ -192,7 +172,7 @@ def test_failed_checkpoint_write_reports_and_keeps_the_previous(tiny, tmp_path, 
     meta = ckpts.read_meta(2)
     assert (meta["next_epoch"], meta["next_step"]) == (0, 2)
     ckpts.close()
-    summary = train_lib.train_and_evaluate(recipe, progress=False)  # resumes from step 2
+    summary = train_lib.train_and_evaluate(recipe)  # resumes from step 2
     assert summary["latest_step"] == 2 * tiny["steps"]
 
 
@@ -213,15 +193,6 @@ def test_cli_with_defaults_builds_the_synthetic_dataset_first(tmp_path, monkeypa
     assert (tmp_path / run_dir / "curves.png").exists()
     assert [r["epoch"] for r in _records(tmp_path / run_dir)] == [0]
     assert open_dataset(data_dir, "synthetic_small").num_examples("train") == 60
-
-
-def test_unknown_model_lists_the_valid_names(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        run_main(train_lib.main, ["--model=resnet9000"])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert "resnet9000" in err and all(name in err for name in MODEL_NAMES)
-    assert "Traceback" not in err
 
 
 def test_missing_dataset_says_how_to_build_it(tmp_path, capsys):
@@ -293,14 +264,14 @@ def test_to_device_shards_the_batch_over_the_mesh():
 
 
 def test_training_data_uses_the_fold_split_and_dataset_statistics(tiny):
-    dataset = open_dataset(tiny["data_dir"], TINY.name)
-    data = data_lib.load_training_data(tiny_recipe(tiny, Path("unused")), dataset)
+    dataset = open_dataset(tiny["data_dir"], tiny["config"])
+    data = load_training_data(tiny_recipe(tiny, Path("unused")), dataset)
     folds, labels = splits.read_fold_labels(dataset.source("train"))
     assert set(folds[data.val_indices]) == {tiny["fold"]}
     assert tiny["fold"] not in set(folds[data.train_indices])
     assert data.val_labels.tolist() == labels[data.val_indices].tolist()
     assert data.steps_per_epoch == tiny["steps"] and data.num_classes == 3
-    assert data.norm.mean == dataset.metadata["mel_mean"]
+    assert data.mel_mean == dataset.metadata["mel_mean"]
     order = data.epoch_order(1)
     assert sorted(order.tolist()) == data.train_indices.tolist()
     assert not np.array_equal(order, data.epoch_order(0))
@@ -340,7 +311,7 @@ def test_cv_trains_every_fold_and_reports_mean_and_std(tmp_path, capsys, monkeyp
     """The K-fold driver with a stand-in trainer: fold recipes, directories and the statistics."""
     seen = []
 
-    def fake_train(recipe, workdir, progress=True):
+    def fake_train(recipe, workdir, hooks=()):
         seen.append((recipe.fold, recipe.workdir, workdir))
         best = [0.9, 0.8, 0.7][recipe.fold]
         return {"best_val_acc": best, "final_val_acc": best - 0.1, "best_epoch": 1,

@@ -201,7 +201,8 @@ def test_memory_efficient_densenet_recomputes_the_bottlenecks_with_the_same_numb
 
 
 def test_memory_efficient_is_torchvision_s_flag_and_a_densenet_only_recipe_option() -> None:
-    from shared_data.training.recipe import Recipe, RecipeError, add_recipe_flags, recipe_from_args
+    from shared_data.training.recipe import Recipe, RecipeError
+    from shared_data.training.recipe_flags import add_recipe_flags, recipe_from_args
 
     model = torch_models.create_model("densenet201", NUM_CLASSES, memory_efficient=True)
     assert model.features.denseblock1.denselayer1.memory_efficient is True

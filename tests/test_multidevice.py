@@ -46,12 +46,12 @@ CHILD = textwrap.dedent(
 
     from jax_impl import train_step as ts
     from jax_impl.models import create_model
-    from jax_impl.schedule import schedule_from_recipe
+    from jax_impl.schedule import make_schedule
     from shared_data.training.recipe import Recipe
 
     recipe = Recipe(model="resnet18", batch_size=8, optimizer="sgd", lr=0.1)
     recipe = recipe.resolved("jax", accelerator=False)
-    schedule = schedule_from_recipe(recipe, steps_per_epoch=10)
+    schedule = make_schedule(recipe, steps_per_epoch=10)
     tx = ts.make_optimizer(recipe, schedule)
     cfg = ts.StepConfig.from_recipe(recipe, num_classes=10)
     rng = np.random.default_rng(0)

@@ -28,7 +28,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from jax_impl.checkpoint import Checkpoints
-from tests.jax_train_fixtures import build_tiny, tiny_flags
+from tests.support.tiny_runs import tiny_flags
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,9 +69,9 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict:
-    return build_tiny(tmp_path_factory.mktemp("data"))
+@pytest.fixture
+def tiny(jax_tiny) -> dict:
+    return jax_tiny
 
 
 def _start(script: Path, mode: str, ready: Path, flags: list[str], cache: Path) -> subprocess.Popen:

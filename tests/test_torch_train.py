@@ -17,84 +17,42 @@ import numpy as np
 import pytest
 import torch
 
-from shared_data.architecture.names import MODEL_NAMES
-from shared_data.cli import run_main
 from shared_data.dataset import splits
-from shared_data.dataset.builder import VocalMelsConfig, build_dataset, open_dataset
-from shared_data.dataset.features import FeatureParams
+from shared_data.dataset.builder import open_dataset
 from shared_data.ensemble.members import DATASET_KEY, dataset_record
 from shared_data.errors import DataError, UserError
 from shared_data.training import cross_validation as cv_folds
 from shared_data.training.recipe import Recipe
+from tests.support import tiny_runs
+from tests.support.tiny_runs import tiny_recipe
 from torch_ref import checkpoint as ckpt_lib
 from torch_ref import cv as cv_lib
 from torch_ref import steps as steps_lib
 from torch_ref import train as train_lib
 from torch_ref.data import EpochBatchSampler
 
-CONFIG = VocalMelsConfig(
-    name="tiny_train_test",
-    source="synthetic",
-    songs_per_genre=2,
-    seconds=2.0,
-    genres=("blues", "classical", "metal"),
-    feature_params=FeatureParams(clip_samples=11025, clip_hop=11025, frames=16, min_seconds=0.4),
-)
+
+@pytest.fixture
+def tiny(torch_tiny) -> dict:
+    return torch_tiny
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict:
-    data_dir = tmp_path_factory.mktemp("data")
-    build_dataset(data_dir, CONFIG, progress=False, separator="none", stem="mix")
-    folds, _ = splits.read_fold_labels(open_dataset(data_dir, CONFIG.name).source("train"))
-    counts = np.bincount(folds, minlength=5)
-    # A validation fold small enough to leave >= 3 full training batches of 4.
-    fold = int(
-        next(k for k in np.argsort(counts) if 2 <= counts[k] and len(folds) - counts[k] >= 12)
-    )
-    return {"data_dir": str(data_dir), "fold": fold, "steps": (len(folds) - counts[fold]) // 4}
+@pytest.fixture
+def full_run(torch_full_run) -> dict:
+    return torch_full_run
 
 
 def recipe(tiny: dict, workdir: Path, **overrides) -> Recipe:
-    values = dict(
-        model="lstm",
-        dataset=CONFIG.name,
-        data_dir=tiny["data_dir"],
-        workdir=str(workdir),
-        fold=tiny["fold"],
-        epochs=2,
-        batch_size=4,
-        seed=3,
-        log_every=1,
-        checkpoint_every=2,
-    )
-    values.update(overrides)
-    return Recipe(**values)
+    return tiny_recipe(tiny, workdir, **overrides)
 
 
-class Killed(Exception):
-    """Stands in for SIGKILL: raised from on_step, so nothing after that step is saved."""
+def _payload(workdir: Path, which: str) -> dict:
+    """The whole dict of checkpoint file ``which`` (state and meta)."""
+    return ckpt_lib.load(ckpt_lib.Checkpoints(workdir).path(which))
 
 
 def run(recipe_: Recipe, kill_at: int | None = None) -> tuple[dict | None, list]:
-    seen: list[tuple[int, int, int, list[int]]] = []
-
-    def on_step(info: train_lib.StepInfo) -> None:
-        seen.append((info.epoch, info.step, info.global_step, info.indices))
-        if kill_at is not None and info.global_step == kill_at:
-            raise Killed
-
-    try:
-        return train_lib.train_and_evaluate(recipe_, on_step=on_step), seen
-    except Killed:
-        return None, seen
-
-
-@pytest.fixture(scope="module")
-def full_run(tiny, tmp_path_factory) -> dict:
-    workdir = tmp_path_factory.mktemp("full")
-    summary, seen = run(recipe(tiny, workdir))
-    return {"workdir": workdir, "summary": summary, "seen": seen}
+    return tiny_runs.run({"backend": "torch"}, recipe_, kill_at)
 
 
 def test_run_directory_outputs(full_run, tiny):
@@ -115,7 +73,7 @@ def test_run_directory_outputs(full_run, tiny):
     assert info["run"]["versions"]["torch"] == torch.__version__.split("+")[0]
     assert "commit" in info["run"]["git"]
     # The dataset's description travels with the run (ensembles need no dataset to read it).
-    record = dataset_record(open_dataset(tiny["data_dir"], CONFIG.name))
+    record = dataset_record(open_dataset(tiny["data_dir"], tiny["config"]))
     assert info["run"][DATASET_KEY] == json.loads(json.dumps(record))
     assert record["label_names"] and record["feature_params"] and record["separator"] == "none"
     resolved = Recipe.from_json((workdir / "recipe.json").read_text())
@@ -123,8 +81,8 @@ def test_run_directory_outputs(full_run, tiny):
 
     assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
-    latest = ckpt_lib.Checkpoints(workdir).load_latest()
-    best = ckpt_lib.Checkpoints(workdir).load_best()
+    latest = _payload(workdir, "latest")
+    best = _payload(workdir, "best")
     assert (latest["epoch"], latest["step"], latest["global_step"]) == (2, 0, 2 * tiny["steps"])
     assert best["best_val_acc"] == full_run["summary"]["best_val_acc"]
     assert set(latest) >= {"model", "optimizer", "scheduler", "rng", "recipe"}
@@ -132,7 +90,7 @@ def test_run_directory_outputs(full_run, tiny):
 
 def test_data_order_follows_the_seed_and_epoch(full_run, tiny):
     seen = full_run["seen"]
-    data = open_dataset(tiny["data_dir"], CONFIG.name).source("train")
+    data = open_dataset(tiny["data_dir"], tiny["config"]).source("train")
     folds, _ = splits.read_fold_labels(data)
     train_idx, _ = splits.fold_split(folds, tiny["fold"], 5)
     for epoch, step, _, indices in seen:
@@ -146,7 +104,7 @@ def test_killed_mid_epoch_resumes_at_the_same_step_and_order(full_run, tiny, tmp
     r = recipe(tiny, tmp_path, checkpoint_every=1)
     kill_at = tiny["steps"] + 2  # second step of the second epoch, after the save at step +1
     _, before = run(r, kill_at=kill_at)
-    latest = ckpt_lib.Checkpoints(tmp_path).load_latest()
+    latest = _payload(tmp_path, "latest")
     assert (latest["epoch"], latest["step"], latest["global_step"]) == (1, 1, tiny["steps"] + 1)
 
     summary, after = run(r)
@@ -157,8 +115,8 @@ def test_killed_mid_epoch_resumes_at_the_same_step_and_order(full_run, tiny, tmp
     assert summary["global_step"] == full_run["summary"]["global_step"]
 
     # Same model bit for bit, same metrics (timing aside).
-    a = ckpt_lib.Checkpoints(full_run["workdir"]).load_latest()["model"]
-    b = ckpt_lib.Checkpoints(tmp_path).load_latest()["model"]
+    a = _payload(full_run["workdir"], "latest")["model"]
+    b = _payload(tmp_path, "latest")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
     def metrics(workdir):
@@ -166,24 +124,6 @@ def test_killed_mid_epoch_resumes_at_the_same_step_and_order(full_run, tiny, tmp
         return [{k: v for k, v in json.loads(x).items() if k != "time_s"} for x in lines]
 
     assert metrics(tmp_path) == metrics(full_run["workdir"])
-
-
-def test_a_finished_run_is_not_trained_again(full_run, tiny):
-    lines = (full_run["workdir"] / "metrics.jsonl").read_text()
-    summary, seen = run(recipe(tiny, full_run["workdir"]))
-    assert seen == [] and summary["epochs_done"] == 2
-    assert summary["best_val_acc"] == full_run["summary"]["best_val_acc"]
-    assert (full_run["workdir"] / "metrics.jsonl").read_text() == lines
-
-
-def test_resume_refuses_a_different_recipe(full_run, tiny):
-    with pytest.raises(ckpt_lib.CheckpointError, match="--lr"):
-        train_lib.train_and_evaluate(recipe(tiny, full_run["workdir"], lr=0.01))
-
-
-def test_resume_false_refuses_a_workdir_with_a_checkpoint(full_run, tiny):
-    with pytest.raises(train_lib.TrainingError, match="--resume=false"):
-        train_lib.train_and_evaluate(recipe(tiny, full_run["workdir"], resume=False))
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
@@ -208,15 +148,6 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monke
     state = ckpt_lib.load(latest)
     assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
-
-
-def test_unknown_model_lists_the_valid_names(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        run_main(train_lib.main, ["--model=resnet9000"])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert "resnet9000" in err and all(name in err for name in MODEL_NAMES)
-    assert "Traceback" not in err
 
 
 def test_missing_dataset_says_how_to_build_it(tmp_path):
@@ -247,7 +178,7 @@ def test_cv_trains_every_fold_and_reports_mean_and_std(tiny, tmp_path, capsys):
     root = tmp_path / "cv"
     argv = [
         "--model=lstm",
-        f"--dataset={CONFIG.name}",
+        f"--dataset={tiny['config']}",
         f"--data_dir={tiny['data_dir']}",
         f"--workdir={root}",
         "--epochs=1",
@@ -305,7 +236,7 @@ def test_ddp_on_two_processes_matches_one_process(tiny, tmp_path):
     difference proportional (Adam would turn a sign flip of a ~0 gradient into a full step)."""
     flags = [
         "--model=lstm",
-        f"--dataset={CONFIG.name}",
+        f"--dataset={tiny['config']}",
         f"--data_dir={tiny['data_dir']}",
         f"--fold={tiny['fold']}",
         "--epochs=1",
@@ -330,8 +261,8 @@ def test_ddp_on_two_processes_matches_one_process(tiny, tmp_path):
 
     info = json.loads((tmp_path / "ddp" / "recipe.json").read_text())
     assert info["run"]["world_size"] == 2
-    a = ckpt_lib.Checkpoints(tmp_path / "ddp").load_latest()
-    b = ckpt_lib.Checkpoints(tmp_path / "single").load_latest()
+    a = _payload(tmp_path / "ddp", "latest")
+    b = _payload(tmp_path / "single", "latest")
     assert a["global_step"] == b["global_step"] == tiny["steps"]
     for k in b["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)

@@ -8,14 +8,14 @@ CV run continues where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shared_data.cli import run_main
 from shared_data.training import cross_validation as cv_folds
-from shared_data.training.recipe import Recipe, add_recipe_flags, recipe_from_args
+from shared_data.training.recipe import Recipe
+from shared_data.training.recipe_flags import recipe_from_args
 
 BACKEND = "torch"
 
@@ -29,33 +29,34 @@ def run_cv(
     recipe: Recipe,
     *,
     train: Callable[..., dict[str, Any]] | None = None,
+    hooks: Sequence[Any] = (),
     compile_model: bool = False,
 ) -> dict[str, Any]:
     """Train every fold of ``recipe.folds`` and write ``<root>/cv.json``; returns the summary.
 
-    ``train(recipe, compile_model=...) -> summary`` defaults to
+    ``train(recipe, workdir, hooks=..., compile_model=...) -> summary`` defaults to
     :func:`torch_ref.train.train_and_evaluate`.
     """
     if train is None:
         from torch_ref.train import train_and_evaluate as train
 
     def train_fold(fold_recipe: Recipe) -> dict[str, Any]:
-        return train(fold_recipe, compile_model=compile_model)
+        return train(fold_recipe, fold_recipe.workdir, hooks=hooks, compile_model=compile_model)
 
     return cv_folds.run_folds(recipe, BACKEND, train_fold, is_main=_is_main())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the recipe flags, run every fold, print the table and the summary's path."""
-    parser = argparse.ArgumentParser(
-        prog="python -m torch_ref.cv",
-        description="K-fold cross-validation of one model with the PyTorch reference backend.",
-    )
-    add_recipe_flags(parser)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    from shared_data.training.train_cli import cli_hooks
+    from torch_ref.train import build_parser
+
+    parser = build_parser()
+    parser.prog = "python -m torch_ref.cv"
+    parser.description = "K-fold cross-validation of one model with the PyTorch reference backend."
     args = parser.parse_args(argv)
     recipe = recipe_from_args(args)
-    summary = run_cv(recipe, compile_model=args.compile)
+    summary = run_cv(recipe, hooks=cli_hooks(args, is_main=_is_main()), compile_model=args.compile)
     if _is_main():
         print(cv_folds.format_summary(summary))
         print(f"summary: {cv_folds.cv_root(recipe, BACKEND) / cv_folds.CV_FILE}")

@@ -3,12 +3,11 @@ random-access source and a batch sampler whose order derives from ``(seed, epoch
 
 API::
 
-    data = load_training_data(recipe)             # resolved recipe: data_dir, dataset, fold(s)
-    data.num_classes, data.label_names, data.train_indices, data.val_indices, data.steps_per_epoch
-    loader, sampler = train_loader(data, recipe, rank=0, world=1, pin_memory=False)
+    data = load_training_data(recipe, dataset)    # shared_data.training.split.TrainingData
+    loader, sampler = train_batches(data, recipe, rank=0, world=1, pin_memory=False)
     sampler.set_epoch(epoch, start_step=0)        # before iterating each epoch (resume: start_step)
     for x, labels, index in loader: ...           # x float32 [B, 1, 128, 128] normalised (NCHW)
-    val = val_loader(data, recipe, rank=0, world=1)
+    val = eval_batches(data, recipe, rank=0, world=1)   # (x, labels, index) of this rank's clips
 
 Batches follow :mod:`shared_data.dataset.splits`: the epoch order is ``epoch_order(n_train, seed,
 epoch)``, global batch ``step`` is its slice ``[step * B, (step + 1) * B)``, and under DDP each of
@@ -21,7 +20,6 @@ reads exactly what the uninterrupted run read). Mels are normalised with the dat
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,8 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from shared_data.dataset import splits
-from shared_data.ensemble.members import dataset_record
-from shared_data.errors import DataError
+from shared_data.training.split import TrainingData
 
 
 class MelDataset(Dataset):
@@ -97,74 +94,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         return self.steps - self.start_step
 
 
-@dataclass(frozen=True)
-class TrainingData:
-    """The opened dataset split into training and validation folds."""
-
-    source: Sequence[dict[str, Any]]
-    train_indices: np.ndarray  # int64, source positions of folds != k
-    val_indices: np.ndarray  # int64, source positions of fold k
-    val_labels: np.ndarray  # int64 [n_val]
-    val_songs: np.ndarray  # str [n_val], the song of each validation clip
-    label_names: tuple[str, ...]
-    mel_mean: float
-    mel_std: float
-    batch_size: int
-    # shared_data.ensemble.members.dataset_record of the opened dataset, stored in recipe.json so
-    # the run
-    # stays usable as an ensemble member after its dataset is moved or deleted.
-    record: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.label_names)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Full global batches per epoch (the schedule's ``steps_per_epoch``)."""
-        return splits.steps_per_epoch(len(self.train_indices), self.batch_size)
-
-
-def load_training_data(recipe: Any, dataset: Any | None = None) -> TrainingData:
-    """Open ``recipe.dataset`` under ``recipe.data_dir`` and split it by ``recipe.fold``.
-
-    Args:
-        recipe: a resolved :class:`shared_data.training.recipe.Recipe`.
-        dataset: an already opened dataset (``.source(split)``, ``.label_names``, ``.metadata``);
-            default ``shared_data.dataset.builder.open_dataset(recipe.data_dir, recipe.dataset)``,
-            which raises ``DataError`` with the build command when the dataset is missing.
-    """
-    if dataset is None:
-        from shared_data.dataset.builder import open_dataset
-
-        dataset = open_dataset(recipe.data_dir, recipe.dataset)
-    built_folds = dataset.metadata.get("folds")
-    if built_folds is not None and int(built_folds) != recipe.folds:
-        raise DataError(
-            f"dataset {recipe.dataset!r} was built with {built_folds} folds but "
-            f"--folds={recipe.folds}; pass --folds={built_folds} "
-            f"(or rebuild it with --folds={recipe.folds})"
-        )
-    source = dataset.source("train")
-    folds, labels = splits.read_fold_labels(source)
-    train, val = splits.fold_split(folds, recipe.fold, recipe.folds)
-    data = TrainingData(
-        source=source,
-        train_indices=train,
-        val_indices=val,
-        val_labels=labels[val],
-        val_songs=splits.song_ids(source, val),
-        label_names=tuple(dataset.label_names),
-        mel_mean=float(dataset.metadata["mel_mean"]),
-        mel_std=float(dataset.metadata["mel_std"]),
-        batch_size=recipe.batch_size,
-        record=dataset_record(dataset),
-    )
-    _ = data.steps_per_epoch  # a batch larger than the training set fails here, naming the flag
-    return data
-
-
-def train_loader(
+def train_batches(
     data: TrainingData, recipe: Any, *, rank: int = 0, world: int = 1, pin_memory: bool = False
 ) -> tuple[DataLoader, EpochBatchSampler]:
     """The training loader and its sampler (call ``sampler.set_epoch`` before each epoch)."""
@@ -182,7 +112,7 @@ def train_loader(
     return loader, sampler
 
 
-def val_loader(
+def eval_batches(
     data: TrainingData, recipe: Any, *, rank: int = 0, world: int = 1, pin_memory: bool = False
 ) -> DataLoader:
     """Every validation clip once, in order; rank ``r`` of ``world`` reads clips ``r::world``."""

@@ -48,12 +48,12 @@ def read_torch_state(run_dir: str | Path, checkpoint: str = "best") -> dict[str,
 
     run_dir = Path(run_dir)
     checkpoints = Checkpoints(run_dir)
-    state = checkpoints.load_best() if checkpoint == "best" else None
+    state = checkpoints.restore(checkpoint)[0] if checkpoints.path(checkpoint) else None
     if state is None:
-        if checkpoint == "best" and checkpoints.has_latest():
+        if checkpoint == "best" and checkpoints.path("latest"):
             print(f"note: {run_dir} has no best-validation checkpoint; using its latest",
                   file=sys.stderr)  # fmt: skip
-        state = checkpoints.load_latest()
+        state = checkpoints.restore("latest")[0] if checkpoints.path("latest") else None
     if state is None:
         raise MemberError(
             f"torch run {run_dir} holds no checkpoint ({checkpoints.best_path.name} or "

@@ -2,7 +2,7 @@
 
 API::
 
-    scheduler = build_scheduler(optimizer, recipe)       # recipe resolved: lr, t0_epochs set
+    scheduler = make_schedule(optimizer, recipe)       # recipe resolved: lr, t0_epochs set
     for epoch ...:
         for i, batch in enumerate(loader):                 # i: 0-based step within the epoch
             ... optimizer.step()
@@ -23,13 +23,13 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, recipe) -> CosineAnnealingWarmRestarts:
+def make_schedule(optimizer: torch.optim.Optimizer, recipe) -> CosineAnnealingWarmRestarts:
     """The SGDR scheduler of a resolved :class:`shared_data.training.recipe.Recipe`.
 
     The optimizer's ``lr`` must already be the recipe's peak LR (torch takes ``base_lr`` from it).
     """
     if recipe.t0_epochs is None:
-        raise ValueError("build_scheduler needs a resolved recipe (call recipe.resolved())")
+        raise ValueError("make_schedule needs a resolved recipe (call recipe.resolved())")
     return CosineAnnealingWarmRestarts(
         optimizer, T_0=int(recipe.t0_epochs), T_mult=int(recipe.t_mult), eta_min=recipe.eta_min
     )

@@ -2,15 +2,14 @@
 
 API::
 
-    optimizer = build_optimizer(model.parameters(), recipe)   # resolved recipe
+    optimizer = make_optimizer(model.parameters(), recipe)    # resolved recipe
     g = step_generator(seed, epoch, step, rank=0)             # augmentation draws of one step
     seed_model_rng(seed, epoch, step, rank=0)                 # global RNG (shake-shake) of one step
     seed_init_rng(seed)                                       # before building the model
     loss, correct = train_step(model, optimizer, x, labels, spec_draws=..., mixup_draws=...,
                                num_classes=10, label_smoothing=0.0, fill_value=0.0,
                                autocast_dtype=torch.bfloat16 or None)
-    totals = evaluate(model, loader, device, autocast_dtype)  # {"loss_sum", "correct", "count"}
-    totals = evaluate(..., song_row=row_of_record, num_songs=S, num_classes=C)  # + "song_probs"
+    logits, indices = eval_logits(model, loader, device, autocast_dtype)   # numpy, host
 
 The step's order is the recipe's (and what ``jax_impl`` mirrors): SpecAugment on the normalised
 batch -> one-hot targets (with label smoothing) -> Mixup of inputs and targets -> forward (bf16
@@ -35,10 +34,10 @@ STREAM_MODEL = 1
 STREAM_INIT = 2
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], recipe: Any) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[torch.nn.Parameter], recipe: Any) -> torch.optim.Optimizer:
     """AdamW (decoupled decay) or SGD (Nesterov momentum, L2 decay) with the recipe's values."""
     if recipe.lr is None or recipe.weight_decay is None:
-        raise ValueError("build_optimizer needs a resolved recipe (call recipe.resolved())")
+        raise ValueError("make_optimizer needs a resolved recipe (call recipe.resolved())")
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(
             params,
@@ -137,42 +136,26 @@ def credited_correct(
 
 
 @torch.no_grad()
-def evaluate(
+def eval_logits(
     model: torch.nn.Module,
     loader: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     memory_format: torch.memory_format = torch.contiguous_format,
-    song_row: torch.Tensor | None = None,
-    num_songs: int = 0,
-    num_classes: int = 0,
-) -> dict[str, torch.Tensor]:
-    """Summed cross-entropy, correct count and example count over ``loader`` (tensors on device).
+) -> tuple[np.ndarray, np.ndarray]:
+    """The eval-mode logits of every clip ``loader`` yields, with the clips' record indices.
 
-    With ``song_row`` (int64 ``[len(source)]``: the song row of each source record the loader
-    yields, see :func:`shared_data.ensemble.core.group_songs`) also ``song_probs``: float64
-    ``[num_songs, num_classes]``, the clips' softmax probabilities summed per song (the song
-    vote); all zeros on a rank with no clips, so every DDP rank can all-reduce it.
+    Returns:
+        ``(logits, indices)``: float32 ``[N, C]`` and int64 ``[N]`` numpy arrays on the host
+        (``N`` = 0 on a DDP rank without clips: ``[0, 0]`` logits).
     """
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    count = torch.zeros((), dtype=torch.int64, device=device)
-    song_probs = None
-    if song_row is not None:
-        song_probs = torch.zeros((num_songs, num_classes), dtype=torch.float64, device=device)
-    for x, labels, index in loader:
+    logits, indices = [], []
+    for x, _, index in loader:
         x = x.to(device, non_blocking=True, memory_format=memory_format)
-        labels = labels.to(device, non_blocking=True)
         with _autocast(device, autocast_dtype):
-            logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
-        correct += (logits.argmax(dim=-1) == labels).sum()
-        count += labels.numel()
-        if song_probs is not None:
-            rows = song_row[index].to(device)
-            song_probs.index_add_(0, rows, logits.double().softmax(dim=-1))
-    totals = {"loss_sum": loss_sum, "correct": correct, "count": count}
-    if song_probs is not None:
-        totals["song_probs"] = song_probs
-    return totals
+            logits.append(model(x).float().cpu())
+        indices.append(index.to(torch.int64))
+    if not logits:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+    return torch.cat(logits).numpy(), torch.cat(indices).numpy()

@@ -1,410 +1,349 @@
 """PyTorch reference training: ``python -m torch_ref.train --model=resnet18 [recipe flags]``.
 
-The flags are :mod:`shared_data.training.recipe`'s (the same as ``jax_impl.train``), plus
+The flags are :mod:`shared_data.training.train_cli`'s (the same as ``jax_impl.train``), plus
 ``--compile`` (``torch.compile`` the model). Multi-GPU: ``torchrun --nproc_per_node=N -m
-torch_ref.train ...`` runs DDP (``WORLD_SIZE``/``LOCAL_RANK`` from torchrun; NCCL on GPUs, gloo on
-the CPU); the global ``--batch_size`` is split evenly over the processes.
+torch_ref.train ...`` runs DDP (:mod:`torch_ref.runtime`).
 
-API for tests and ``torch_ref.cv``::
-
-    summary = train_and_evaluate(recipe, compile_model=False, dataset=None, on_step=None)
-    # summary: workdir, best_val_acc, best_epoch, final_val_acc, final_val_song_acc, ...
+Structure (as torchvision's ``references/classification/train.py``, and the same named steps as
+``jax_impl.train``): :func:`train_and_evaluate` reads as the run: :func:`create_train_state`,
+:func:`restore_or_start`, then per epoch :func:`train_epoch`, :func:`evaluate` and :func:`save`,
+and :func:`summarize`. What both backends share (run position, records, summary, lock, hooks) is
+in :mod:`shared_data.training`.
 
 A run directory (``--workdir``, default ``runs/torch/<model>/fold<k>``) holds
 ``checkpoints/{latest,best}.pt`` (:mod:`torch_ref.checkpoint`), ``metrics.jsonl`` (one object per
 epoch: ``epoch`` (0-based), ``step``, ``train_loss``, ``train_acc``, ``lr``, ``mixup``,
 ``val_loss``, ``val_acc``, ``val_song_acc``, ``time_s``), ``recipe.json`` (resolved recipe,
 backend, versions, git revision), TensorBoard events under ``tensorboard/`` (``tensorboardX``: no
-TensorFlow) and ``curves.png``. A run whose workdir holds a checkpoint resumes from it by default,
-at the same epoch and step and with the same data order and random draws.
+TensorFlow), ``curves.png``, and ``.train.lock`` while a training writes it. A run whose workdir
+holds a checkpoint resumes from it by default, at the same epoch and step and with the same data
+order and random draws; an unreadable ``latest.pt`` is skipped with a warning for ``best.pt``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from shared_data.cli import run_main
-from shared_data.ensemble import core
 from shared_data.ensemble.members import DATASET_KEY
-from shared_data.errors import UserError
+from shared_data.training import loop
+from shared_data.training.hooks import Hook, Hooks, StepInfo
+from shared_data.training.lock import RunLock
+from shared_data.training.loop import EpochSums, RunPosition, TrainingError  # noqa: F401
 from shared_data.training.metrics_log import MetricsLogger, plot_curves
-from shared_data.training.recipe import Recipe, add_recipe_flags, recipe_from_args
+from shared_data.training.recipe import Recipe
 from shared_data.training.resume_check import check_same_run
 from shared_data.training.runinfo import write_run_info
+from shared_data.training.split import TrainingData, load_training_data
+from shared_data.training.train_cli import (
+    build_train_parser,
+    cli_hooks,
+    os_errors_as_user_errors,
+)
+from shared_data.training.validation import validation_metrics
 from torch_ref import augment, steps
-from torch_ref.checkpoint import Checkpoints, rng_state, set_rng_state
-from torch_ref.data import load_training_data, train_loader, val_loader
+from torch_ref.checkpoint import Checkpoints, meta_of, position_of, rng_state, set_rng_state
+from torch_ref.data import eval_batches, train_batches
 from torch_ref.models import create_model
-from torch_ref.schedule import build_scheduler, step_scheduler
+from torch_ref.runtime import Runtime, all_reduce, gather_logits, log, setup_runtime
+from torch_ref.schedule import make_schedule, step_scheduler
+
+BACKEND = "torch"
 
 
-class TrainingError(UserError):
-    """The run cannot go on (a non-finite loss, a workdir that must not be reused)."""
+@dataclasses.dataclass
+class TrainState:
+    """The model, its optimizer and scheduler, and what feeds them on this process."""
+
+    recipe: Recipe
+    rt: Runtime
+    model: torch.nn.Module
+    train_model: torch.nn.Module  # the model under DDP and/or torch.compile
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loader: Any
+    sampler: Any
+    val_loader: Any
+    spec: Any
+    autocast_dtype: torch.dtype | None
+    memory_format: torch.memory_format = torch.channels_last
 
 
-@dataclasses.dataclass(frozen=True)
-class Runtime:
-    """Where this process trains: its DDP rank among ``world`` and its device."""
-
-    rank: int
-    world: int
-    local_rank: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-@dataclasses.dataclass(frozen=True)
-class StepInfo:
-    """What ``on_step`` sees after each optimizer step (tests use it to check the data order)."""
-
-    epoch: int
-    step: int
-    global_step: int
-    indices: list[int]
-    loss: torch.Tensor
-
-
-def setup_runtime() -> Runtime:
-    """Join the torchrun process group when ``WORLD_SIZE > 1``; pick this process's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    rank = dist.get_rank() if world > 1 else 0
-    return Runtime(rank=rank, world=world, local_rank=local_rank, device=device)
-
-
-def _all_reduce(t: torch.Tensor, rt: Runtime, op=dist.ReduceOp.SUM) -> torch.Tensor:
+def create_train_state(
+    recipe: Recipe, data: TrainingData, rt: Runtime, *, compile_model: bool = False
+) -> TrainState:
+    """Build the model (seeded by ``recipe.seed``), optimizer, scheduler and loaders."""
+    steps.seed_init_rng(recipe.seed)
+    model = create_model(recipe.model, data.num_classes, in_chans=1, **recipe.model_kwargs())
+    model.to(device=rt.device, memory_format=torch.channels_last)
+    optimizer = steps.make_optimizer(model.parameters(), recipe)
+    train_model: torch.nn.Module = model
     if rt.world > 1:
-        dist.all_reduce(t, op=op)
-    return t
+        ids = [rt.local_rank] if rt.device.type == "cuda" else None
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if compile_model:
+        train_model = torch.compile(train_model)
+    pin = rt.device.type == "cuda"
+    loader, sampler = train_batches(data, recipe, rank=rt.rank, world=rt.world, pin_memory=pin)
+    return TrainState(
+        recipe=recipe, rt=rt, model=model, train_model=train_model, optimizer=optimizer,
+        scheduler=make_schedule(optimizer, recipe), loader=loader, sampler=sampler,
+        val_loader=eval_batches(data, recipe, rank=rt.rank, world=rt.world, pin_memory=pin),
+        spec=recipe.spec_augment(),
+        autocast_dtype=torch.bfloat16 if recipe.precision == "bf16" else None,
+    )  # fmt: skip
 
 
-_ACCUM_KEYS = ("loss_sum", "correct", "count")
+def restore_or_start(t: TrainState, checkpoints: Checkpoints) -> RunPosition:
+    """Load the newest readable checkpoint into ``t`` (falling back to ``best.pt``, with a
+    warning, when ``latest.pt`` is unreadable) and return where the run continues.
 
-
-def _zero_accum(device: torch.device) -> dict[str, torch.Tensor]:
-    """Running sums of an epoch's training metrics (on the device: no per-step host sync)."""
-    return {k: torch.zeros((), dtype=torch.float64, device=device) for k in _ACCUM_KEYS}
-
-
-class _Run:
-    """The state of one training run and the steps that advance it."""
-
-    def __init__(self, recipe: Recipe, rt: Runtime, dataset: Any | None, compile_model: bool):
-        self.recipe, self.rt = recipe, rt
-        self.ckpts = Checkpoints(recipe.workdir)
-        if self.ckpts.has_latest() and not recipe.resume:
-            raise TrainingError(
-                f"--workdir={recipe.workdir} already holds a checkpoint and --resume=false; "
-                "use a fresh --workdir, or drop --resume=false to continue that run"
-            )
-        self.data = load_training_data(recipe, dataset)
-        self.device, self.memory_format = rt.device, torch.channels_last
-        steps.seed_init_rng(recipe.seed)
-        self.model = create_model(
-            recipe.model, self.data.num_classes, in_chans=1, **recipe.model_kwargs()
-        )
-        self.model.to(device=self.device, memory_format=self.memory_format)
-        self.optimizer = steps.build_optimizer(self.model.parameters(), recipe)
-        self.scheduler = build_scheduler(self.optimizer, recipe)
-        self.epoch, self.step, self.global_step = 0, 0, 0
-        self.best = (-1.0, -1)  # (val_acc, epoch)
-        self.resumed_accum: dict[str, float] | None = None
-        self._resume()
-        self.train_model: torch.nn.Module = self.model
-        if rt.world > 1:
-            ids = [rt.local_rank] if self.device.type == "cuda" else None
-            self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        if compile_model:
-            self.train_model = torch.compile(self.train_model)
-        pin = self.device.type == "cuda"
-        self.loader, self.sampler = train_loader(
-            self.data, recipe, rank=rt.rank, world=rt.world, pin_memory=pin
-        )
-        self.val_loader = val_loader(
-            self.data, recipe, rank=rt.rank, world=rt.world, pin_memory=pin
-        )
-        _, rows = core.group_songs(self.data.val_songs)
-        self.song_labels = core.song_labels(self.data.val_labels, self.data.val_songs)
-        self.song_row = torch.full((len(self.data.source),), -1, dtype=torch.int64)
-        self.song_row[torch.from_numpy(self.data.val_indices)] = torch.from_numpy(rows)
-        self.spec = recipe.spec_augment()
-        self.autocast_dtype = torch.bfloat16 if recipe.precision == "bf16" else None
-
-    def _resume(self) -> None:
-        state = self.ckpts.load_latest(map_location=self.device) if self.recipe.resume else None
-        if state is None:
-            return
-        check_same_run(state["recipe"], self.recipe.to_dict(), self.ckpts.latest_path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        self.epoch, self.step, self.global_step = (
-            state["epoch"],
-            state["step"],
-            state["global_step"],
-        )
-        self.best = (state["best_val_acc"], state["best_epoch"])
-        # Only rank 0 carries the (all-reduced) sums of the interrupted epoch, so they count once.
-        if self.step > 0 and self.rt.is_main:
-            self.resumed_accum = state["epoch_accum"]
-
-    def state(self, *, epoch: int, step: int, accum: dict[str, float]) -> dict[str, Any]:
-        """The checkpoint of the run continuing at ``(epoch, step)``."""
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "global_step": self.global_step,
-            "best_val_acc": self.best[0],
-            "best_epoch": self.best[1],
-            "epoch_accum": accum,
-            "rng": rng_state(),
-            "recipe": self.recipe.to_dict(),
-        }
-
-    def reduced(self, accum: dict[str, torch.Tensor]) -> dict[str, float]:
-        """``accum`` summed over the processes, as floats."""
-        return {k: float(_all_reduce(v.clone(), self.rt)) for k, v in accum.items()}
-
-    def check_finite(self, bad: torch.Tensor, where: str, lr: float) -> None:
-        """Stop with :class:`TrainingError` if any process saw a non-finite loss."""
-        if not bool(_all_reduce(bad.clone().int(), self.rt, dist.ReduceOp.MAX).item()):
-            return
-        last = (
-            f"the last good checkpoint {self.ckpts.latest_path} is left as it was"
-            if self.ckpts.has_latest()
-            else "no checkpoint had been written yet"
-        )
+    Raises:
+        TrainingError: the workdir holds a checkpoint and ``--resume=false``.
+        CheckpointError: the checkpoint was written by another recipe, or none is readable.
+    """
+    recipe = t.recipe
+    if checkpoints.path("latest") is None and checkpoints.path("best") is None:
+        return RunPosition()
+    if not recipe.resume:
         raise TrainingError(
-            f"the training loss became NaN or infinite ({where}, lr {lr:.3g}); training stopped "
-            f"and {last}. Lower --lr, or use --precision=fp32 if this ran in bf16."
+            f"--workdir={checkpoints.workdir} already holds a checkpoint and --resume=false; "
+            "use a fresh --workdir, or drop --resume=false to continue that run"
         )
 
-    def train_epoch(self, epoch: int, on_step: Callable[[StepInfo], None] | None) -> dict[str, Any]:
-        """Train epoch ``epoch`` from ``self.step`` to its end; its record's training fields."""
-        recipe, rt = self.recipe, self.rt
-        n_steps = self.data.steps_per_epoch
-        start, self.step = self.step, 0
-        self.sampler.set_epoch(epoch, start)
-        mixup = recipe.mixup_active(epoch)
-        accum = _zero_accum(self.device)
-        if self.resumed_accum is not None:
-            for k, v in self.resumed_accum.items():
-                accum[k] += v
-            self.resumed_accum = None
-        bad = torch.zeros((), dtype=torch.bool, device=self.device)
-        lr = self.optimizer.param_groups[0]["lr"]
-        bar = tqdm(
-            total=n_steps,
-            initial=start,
-            desc=f"epoch {epoch + 1}/{recipe.epochs}",
-            disable=not rt.is_main,
-            file=sys.stderr,
-            leave=False,
-        )
-        for i, (x, labels, index) in enumerate(self.loader, start=start):
-            x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
-            labels = labels.to(self.device, non_blocking=True)
-            g = steps.step_generator(recipe.seed, epoch, i, rt.rank)
-            spec_draws = augment.draw_spec_augment(g, self.spec, x.shape[0], x.shape[2], x.shape[3])
-            mix = augment.draw_mixup(g, recipe.mixup_alpha, x.shape[0]) if mixup else None
-            steps.seed_model_rng(recipe.seed, epoch, i, rt.rank)
-            lr = self.optimizer.param_groups[0]["lr"]
-            loss, correct = steps.train_step(
-                self.train_model,
-                self.optimizer,
-                x,
-                labels,
-                spec_draws=spec_draws,
-                mixup_draws=mix,
-                num_classes=self.data.num_classes,
-                label_smoothing=recipe.label_smoothing,
-                fill_value=self.spec.fill_value,
-                autocast_dtype=self.autocast_dtype,
-            )
-            step_scheduler(self.scheduler, epoch, i, n_steps)
-            self.global_step += 1
-            bad |= ~torch.isfinite(loss)
-            accum["loss_sum"] += loss.double() * labels.numel()
-            accum["correct"] += correct.double()
-            accum["count"] += labels.numel()
-            bar.update(1)
-            if on_step is not None:
-                on_step(StepInfo(epoch, i, self.global_step, index.tolist(), loss))
-            if self.global_step % recipe.log_every == 0:
-                self.check_finite(bad, f"epoch {epoch + 1}, step {i + 1}", lr)
-                sums = self.reduced(accum)
-                running = {
-                    "loss": sums["loss_sum"] / sums["count"],
-                    "acc": sums["correct"] / sums["count"],
-                    "lr": lr,
-                }
-                bar.set_postfix(
-                    loss=f"{running['loss']:.4f}", acc=f"{running['acc']:.3f}", lr=f"{lr:.2e}"
-                )
-                self.logger.log_scalars(self.global_step, running, prefix="train")
-            every = recipe.checkpoint_every
-            if every and self.global_step % every == 0 and i + 1 < n_steps:
-                self.check_finite(bad, f"epoch {epoch + 1}, step {i + 1}", lr)
-                sums = self.reduced(accum)
-                if rt.is_main:
-                    self.ckpts.save_latest(self.state(epoch=epoch, step=i + 1, accum=sums))
-        bar.close()
-        self.check_finite(bad, f"epoch {epoch + 1}", lr)
-        sums = self.reduced(accum)
-        return {
-            "epoch": epoch,
-            "step": self.global_step,
-            "train_loss": sums["loss_sum"] / sums["count"],
-            "train_acc": sums["correct"] / sums["count"],
-            "lr": lr,
-            "mixup": mixup,
-        }
+    def same_run(meta: dict[str, Any]) -> None:
+        check_same_run(meta["recipe"], recipe.to_dict(), checkpoints.directory)
 
-    def validate(self) -> dict[str, float]:
-        """``val_loss``, ``val_acc`` and ``val_song_acc`` over the validation fold (all processes).
-
-        Song accuracy sums the clips' softmax probabilities per song (the way the ensemble votes).
-        """
-        totals = steps.evaluate(
-            self.model,
-            self.val_loader,
-            self.device,
-            self.autocast_dtype,
-            self.memory_format,
-            song_row=self.song_row,
-            num_songs=len(self.song_labels),
-            num_classes=self.data.num_classes,
-        )
-        song_probs = _all_reduce(totals.pop("song_probs"), self.rt).cpu().numpy()
-        sums = self.reduced(totals)
-        return {
-            "val_loss": sums["loss_sum"] / sums["count"],
-            "val_acc": sums["correct"] / sums["count"],
-            "val_song_acc": core.accuracy(song_probs.argmax(-1), self.song_labels),
-        }
-
-    def run(self, on_step: Callable[[StepInfo], None] | None) -> dict[str, float]:
-        """Train the remaining epochs; returns the last validation metrics ({} if none ran)."""
-        recipe, rt = self.recipe, self.rt
-        last_val: dict[str, float] = {}
-        self.logger = MetricsLogger(recipe.workdir, enabled=rt.is_main, resume_epoch=self.epoch)
-        try:
-            for epoch in range(self.epoch, recipe.epochs):
-                t0 = time.perf_counter()
-                record = self.train_epoch(epoch, on_step)
-                if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
-                    last_val = self.validate()
-                    record.update(last_val)
-                    if last_val["val_acc"] > self.best[0]:
-                        self.best = (last_val["val_acc"], epoch)
-                        if rt.is_main:  # best first: a crash before "latest" redoes the epoch
-                            self.ckpts.save_best(self.state(epoch=epoch + 1, step=0, accum={}))
-                record["time_s"] = round(time.perf_counter() - t0, 3)
-                self.epoch = epoch + 1
-                if rt.is_main:
-                    self.ckpts.save_latest(self.state(epoch=epoch + 1, step=0, accum={}))
-                self.logger.log_epoch(record, step=self.global_step)
-                if rt.is_main:
-                    print(_epoch_line(record, recipe.epochs), flush=True)
-        finally:
-            self.logger.close()
-        return last_val
-
-
-def _epoch_line(record: dict[str, Any], epochs: int) -> str:
-    val = (
-        f"val_acc {record['val_acc']:.4f}  song acc {record['val_song_acc']:.4f}  "
-        if "val_acc" in record
-        else ""
+    got = checkpoints.restore_readable(
+        "latest", t.rt.device, warn=log, set_aside=t.rt.is_main, check=same_run
     )
-    return (
-        f"epoch {record['epoch'] + 1}/{epochs}  train_loss {record['train_loss']:.4f}  "
-        f"train_acc {record['train_acc']:.4f}  {val}lr {record['lr']:.3g}"
+    t.model.load_state_dict(got.state["model"])
+    t.optimizer.load_state_dict(got.state["optimizer"])
+    t.scheduler.load_state_dict(got.state["scheduler"])
+    set_rng_state(got.state["rng"])
+    position = position_of(got.meta)
+    log(
+        f"resuming {checkpoints.workdir} from step {got.step} (epoch {position.epoch + 1}, "
+        f"step {position.step})"
+    )
+    return position
+
+
+class _DeviceSums:
+    """The epoch's training sums on the device (no per-step host sync), plus the resumed part."""
+
+    def __init__(self, base: EpochSums, device: torch.device):
+        self.base = base
+        self.acc = {k: torch.zeros((), dtype=torch.float64, device=device)
+                    for k in ("loss_sum", "correct", "count")}  # fmt: skip
+        self.bad = torch.zeros((), dtype=torch.bool, device=device)
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, count: int) -> None:
+        self.bad |= ~torch.isfinite(loss)
+        self.acc["loss_sum"] += loss.double() * count
+        self.acc["correct"] += correct.double()
+        self.acc["count"] += count
+
+    def reduced(self, rt: Runtime) -> EpochSums:
+        """All processes' sums plus the resumed ones (every rank loaded the same checkpoint)."""
+        got = {k: float(all_reduce(v.clone(), rt)) for k, v in self.acc.items()}
+        b = self.base
+        return EpochSums(b.loss_sum + got["loss_sum"], b.correct + got["correct"],
+                         b.count + got["count"])  # fmt: skip
+
+    def check_finite(self, rt: Runtime, where: str, lr: float, checkpoints: Checkpoints) -> None:
+        """Stop with :class:`TrainingError` if any process saw a non-finite loss."""
+        if bool(all_reduce(self.bad.clone().int(), rt, dist.ReduceOp.MAX).item()):
+            raise loop.diverged(where, lr, checkpoints)
+
+
+def train_epoch(
+    t: TrainState,
+    data: TrainingData,
+    position: RunPosition,
+    checkpoints: Checkpoints,
+    hooks: Hook,
+    logger: MetricsLogger,
+) -> float:
+    """Train epoch ``position.epoch`` from step ``position.step`` to its end; returns the LR of
+    its last step. Updates ``position`` and saves mid-epoch checkpoints (``--checkpoint_every``)."""
+    recipe, rt, epoch, spe = t.recipe, t.rt, position.epoch, data.steps_per_epoch
+    first, mixup = position.step, recipe.mixup_active(epoch)
+    t.sampler.set_epoch(epoch, first)
+    sums = _DeviceSums(position.sums, rt.device)
+    hooks.on_epoch_start(epoch, epochs=recipe.epochs, steps=spe, first_step=first, mixup=mixup)
+    lr = t.optimizer.param_groups[0]["lr"]
+    for i, (x, labels, index) in enumerate(t.loader, start=first):
+        lr = t.optimizer.param_groups[0]["lr"]
+        loss, correct = _train_step(t, x, labels, epoch, i, mixup, data.num_classes)
+        step_scheduler(t.scheduler, epoch, i, spe)
+        sums.add(loss, correct, labels.numel())
+        position.step, position.global_step = i + 1, position.global_step + 1
+        hooks.on_step(StepInfo(epoch, i, position.global_step, index.tolist(), loss))
+        due = loop.mid_epoch_checkpoint_due(recipe, position.global_step, i, spe)
+        if position.global_step % recipe.log_every == 0 or due:
+            sums.check_finite(rt, f"epoch {epoch + 1}, step {i}", lr, checkpoints)
+            position.sums = sums.reduced(rt)
+            running = {"loss": position.sums.train_loss, "acc": position.sums.train_acc, "lr": lr}
+            logger.log_scalars(position.global_step, running, prefix="train")
+            hooks.on_scalars(position.global_step, running)
+        if due:
+            save(t, checkpoints, position)
+    sums.check_finite(rt, f"epoch {epoch + 1}", lr, checkpoints)
+    position.sums = sums.reduced(rt)
+    return lr
+
+
+def _train_step(t: TrainState, x, labels, epoch: int, i: int, mixup: bool, num_classes: int):
+    """One optimizer step on a CPU batch, with the draws of ``(seed, epoch, i, rank)``."""
+    recipe, rt = t.recipe, t.rt
+    x = x.to(rt.device, non_blocking=True, memory_format=t.memory_format)
+    labels = labels.to(rt.device, non_blocking=True)
+    g = steps.step_generator(recipe.seed, epoch, i, rt.rank)
+    spec_draws = augment.draw_spec_augment(g, t.spec, x.shape[0], x.shape[2], x.shape[3])
+    mix = augment.draw_mixup(g, recipe.mixup_alpha, x.shape[0]) if mixup else None
+    steps.seed_model_rng(recipe.seed, epoch, i, rt.rank)
+    return steps.train_step(
+        t.train_model, t.optimizer, x, labels, spec_draws=spec_draws, mixup_draws=mix,
+        num_classes=num_classes, label_smoothing=recipe.label_smoothing,
+        fill_value=t.spec.fill_value, autocast_dtype=t.autocast_dtype,
+    )  # fmt: skip
+
+
+def evaluate(t: TrainState, data: TrainingData) -> dict[str, float]:
+    """``val_loss``, ``val_acc`` and ``val_song_acc`` on the validation fold: every rank scores
+    its clips, the logits are gathered, and :func:`validation_metrics` scores them (as JAX)."""
+    logits, indices = steps.eval_logits(
+        t.model, t.val_loader, t.rt.device, t.autocast_dtype, t.memory_format
+    )
+    gathered = gather_logits(logits, indices, data.val_indices, t.rt)
+    return validation_metrics(gathered, data.val_labels, data.val_songs)
+
+
+def save(
+    t: TrainState, checkpoints: Checkpoints, position: RunPosition, *, val_acc: float | None = None
+) -> None:
+    """Checkpoint the run at ``position`` (rank 0 writes; ``val_acc`` marks a new best)."""
+    if not t.rt.is_main:
+        return
+    state = {"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
+             "scheduler": t.scheduler.state_dict(), "rng": rng_state()}  # fmt: skip
+    checkpoints.save(position.global_step, state, meta_of(position, t.recipe), val_acc=val_acc)
+
+
+def train_epochs(
+    t: TrainState,
+    data: TrainingData,
+    position: RunPosition,
+    checkpoints: Checkpoints,
+    hooks: Hook,
+    logger: MetricsLogger,
+) -> dict[str, float]:
+    """Train the remaining epochs; returns the last validation metrics ({} if none ran)."""
+    recipe, last_val = t.recipe, {}
+    for epoch in range(position.epoch, recipe.epochs):
+        t0 = time.perf_counter()
+        lr = train_epoch(t, data, position, checkpoints, hooks, logger)
+        record = loop.epoch_record(epoch, position, lr=lr, mixup=recipe.mixup_active(epoch),
+                                   time_s=time.perf_counter() - t0)  # fmt: skip
+        improved = False
+        if loop.eval_due(recipe, epoch):
+            last_val = evaluate(t, data)
+            record.update(last_val)
+            improved = position.record_validation(last_val["val_acc"], epoch)
+        loop.next_epoch(position)
+        # The record goes out before the checkpoint: a crash in between re-runs the epoch, and
+        # the resumed logger drops the record of the epoch it re-runs.
+        logger.log_epoch(record, step=position.global_step)
+        save(t, checkpoints, position, val_acc=last_val["val_acc"] if improved else None)
+        hooks.on_epoch_end(record)
+        log(loop.epoch_line(record, recipe.epochs))
+    return last_val
+
+
+def summarize(
+    t: TrainState, workdir: Path, position: RunPosition, last_val: dict, checkpoints: Checkpoints
+) -> dict[str, Any]:
+    """The run's summary (:data:`shared_data.training.loop.SUMMARY_KEYS`); draws the curves."""
+    curves = plot_curves(workdir) if t.rt.is_main else None
+    return loop.summarize(t.recipe, workdir, position, last_val, checkpoints, curves)
+
+
+def _write_run_info(workdir: Path, recipe: Recipe, t: TrainState, data: TrainingData, compiled):
+    if not t.rt.is_main:
+        return
+    write_run_info(workdir, recipe, BACKEND, extra={
+        "world_size": t.rt.world, "device": str(t.rt.device), "num_classes": data.num_classes,
+        "label_names": list(data.label_names), "train_clips": len(data.train_indices),
+        "val_clips": len(data.val_indices), "steps_per_epoch": data.steps_per_epoch,
+        "compile": compiled,
+        DATASET_KEY: data.record,  # so the run stays usable as an ensemble member
+    })  # fmt: skip
+    log(
+        f"training {recipe.model} on {recipe.dataset} fold {recipe.fold}: "
+        f"{len(data.train_indices)} train / {len(data.val_indices)} val clips, "
+        f"{data.steps_per_epoch} steps of {recipe.batch_size} per epoch, {recipe.precision} on "
+        f"{t.rt.world} process(es), {t.rt.device}; workdir {workdir}"
     )
 
 
 def train_and_evaluate(
     recipe: Recipe,
+    workdir: str | os.PathLike[str] | None = None,
     *,
+    dataset: Any = None,
+    hooks: Iterable[Any] = (),
     compile_model: bool = False,
-    dataset: Any | None = None,
-    on_step: Callable[[StepInfo], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``recipe`` (resuming from its workdir when it holds a checkpoint); see module doc.
+    """Train ``recipe`` in ``workdir`` (default ``recipe.workdir``), resuming if it holds a run.
 
     Args:
         recipe: the run's recipe (resolved here for the torch backend and this device).
-        compile_model: ``torch.compile`` the model.
-        dataset: an opened dataset to use instead of ``open_dataset(data_dir, dataset)``.
-        on_step: called after every optimizer step (synchronises the device: tests only).
+        dataset: an opened dataset; default ``open_dataset(recipe.data_dir, recipe.dataset)``.
+        hooks: :class:`shared_data.training.hooks.Hook` objects, or callables called with each
+            step's ``StepInfo``.
+        compile_model: ``torch.compile`` the model (the backend-only ``--compile``).
+
     Returns:
-        a JSON-able summary of the run.
+        the summary, keys :data:`shared_data.training.loop.SUMMARY_KEYS` (as ``jax_impl``'s).
     """
     rt = setup_runtime()
-    recipe = recipe.resolved("torch", accelerator=rt.device.type == "cuda")
-    run = _Run(recipe, rt, dataset, compile_model)
-    if rt.is_main:
-        extra = {
-            "world_size": rt.world,
-            "device": str(rt.device),
-            "num_classes": run.data.num_classes,
-            "label_names": list(run.data.label_names),
-            "train_clips": len(run.data.train_indices),
-            "val_clips": len(run.data.val_indices),
-            "steps_per_epoch": run.data.steps_per_epoch,
-            "compile": compile_model,
-            DATASET_KEY: run.data.record,
-        }
-        write_run_info(recipe.workdir, recipe, "torch", extra=extra)
-    last_val = run.run(on_step)
-    curves = plot_curves(recipe.workdir) if rt.is_main else None
-    best_acc, best_epoch = run.best
-    return {
-        "workdir": str(recipe.workdir),
-        "model": recipe.model,
-        "fold": recipe.fold,
-        "best_val_acc": best_acc if best_epoch >= 0 else None,
-        "best_epoch": best_epoch if best_epoch >= 0 else None,
-        "final_val_acc": last_val.get("val_acc"),
-        "final_val_song_acc": last_val.get("val_song_acc"),
-        "epochs_done": run.epoch,
-        "global_step": run.global_step,
-        "best_checkpoint": str(run.ckpts.best_path),
-        "curves": str(curves) if curves else None,
-    }
+    recipe = recipe.resolved(BACKEND, accelerator=rt.device.type == "cuda")
+    workdir = loop.resolve_workdir(recipe, workdir)
+    recipe, hooks = dataclasses.replace(recipe, workdir=str(workdir)), Hooks(hooks)
+    with RunLock(workdir, enabled=rt.is_main):
+        if dataset is None:
+            from shared_data.dataset.builder import open_dataset
+
+            dataset = open_dataset(recipe.data_dir, recipe.dataset)
+        data = load_training_data(recipe, dataset)
+        checkpoints = Checkpoints(workdir)
+        t = create_train_state(recipe, data, rt, compile_model=compile_model)
+        position = restore_or_start(t, checkpoints)
+        _write_run_info(workdir, recipe, t, data, compile_model)
+        logger = MetricsLogger(workdir, enabled=rt.is_main, resume_epoch=position.epoch)
+        try:
+            last_val = train_epochs(t, data, position, checkpoints, hooks, logger)
+        finally:
+            logger.close()
+            hooks.close()
+        return summarize(t, workdir, position, last_val, checkpoints)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI: the recipe's flags plus ``--compile``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m torch_ref.train",
-        description="Train a vocalgenre model with the PyTorch reference backend.",
+def build_parser():
+    """The CLI: the shared training flags plus ``--compile``."""
+    parser = build_train_parser(
+        "python -m torch_ref.train",
+        "Train a vocalgenre model with the PyTorch reference backend.",
     )
-    add_recipe_flags(parser)
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the model (torch backend only)"
     )
@@ -413,18 +352,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, train, print where the results are."""
+    from shared_data.training.recipe_flags import recipe_from_args
+
     args = build_parser().parse_args(argv)
-    summary = train_and_evaluate(recipe_from_args(args), compile_model=args.compile)
-    if int(os.environ.get("RANK", "0")) == 0:
-        best = summary["best_val_acc"]
-        print(
-            f"best val_acc {best:.4f} at epoch {summary['best_epoch'] + 1}; "
-            f"run directory {summary['workdir']} (checkpoints/, metrics.jsonl, curves.png)"
-            if best is not None
-            else f"run directory {summary['workdir']}"
-        )
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    rt_main = int(os.environ.get("RANK", "0")) == 0
+    try:
+        with os_errors_as_user_errors():
+            summary = train_and_evaluate(
+                recipe_from_args(args), hooks=cli_hooks(args, is_main=rt_main),
+                compile_model=args.compile,
+            )  # fmt: skip
+        if rt_main:
+            print(loop.format_summary(summary))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     return 0
 
 

@@ -1,9 +1,14 @@
-"""What both training loops share: the recipe, run records and the cross-validation loop.
+"""What both training loops share: the recipe, the data split, the loop's pieces, run records.
 
-``recipe`` (the one frozen dataclass of hyper-parameters and the flags generated from it),
-``metrics_log`` (``metrics.jsonl``, TensorBoard scalars, the curves PNG), ``cross_validation``
-(the K-fold loop, its summary and table), ``resume_check`` (whether a checkpoint may be resumed),
-``runinfo`` (``recipe.json``: the resolved recipe, backend, versions, git revision).
-May import: :mod:`shared_data.dataset`, :mod:`shared_data.architecture`, :mod:`shared_data.errors`,
-:mod:`shared_data.cli`; never a backend.
+``recipe`` (the one frozen dataclass of hyper-parameters; ``recipe_checks`` validates it,
+``recipe_flags`` generates the flags), ``train_cli`` (the command line both train CLIs share),
+``split`` (the data-split object: the built dataset split by fold), ``loop`` (run position, epoch
+sums, records, the summary schema), ``validation`` (clip and song accuracy and loss from gathered
+logits), ``hooks`` (progress bar and per-step observers), ``lock`` (one training per run
+directory), ``metrics_log`` (``metrics.jsonl``, TensorBoard scalars, the curves PNG),
+``cross_validation`` (the K-fold loop, its summary and table), ``resume_check`` (whether a
+checkpoint may be resumed), ``runinfo`` (``recipe.json``: writing it, and reading it validated).
+May import: :mod:`shared_data.dataset`, :mod:`shared_data.ensemble` (its metrics and member
+records), :mod:`shared_data.architecture`, :mod:`shared_data.errors`, :mod:`shared_data.cli`;
+never a backend.
 """

@@ -2,9 +2,7 @@
 
 API (for the training loops in ``jax_impl/train.py`` and ``torch_ref/train.py``)::
 
-    parser = argparse.ArgumentParser()
-    add_recipe_flags(parser)                    # --model=... --epochs=... one flag per field
-    recipe = recipe_from_args(parser.parse_args(argv))      # validated; raises RecipeError
+    add_recipe_flags(parser); recipe = recipe_from_args(args)   # in recipe_flags.py
     recipe = recipe.resolved("jax", accelerator=True)       # fills every None/"auto" default
     recipe.lr, recipe.weight_decay, recipe.t0_epochs         # concrete after resolved()
     recipe.mixup_active(epoch) -> bool                       # Mixup in the first epochs only
@@ -18,40 +16,35 @@ SpecAugment time and frequency masks drawn per example inside the batch, Mixup f
 of the epochs then plain cross-entropy, and the best-validation checkpoint kept (the training loops
 always do that). Where the seed is silent the choice is explained beside the field.
 
-``resolved()`` is the one place defaults that depend on other fields are filled, so the resolved
-recipe written to ``recipe.json`` is the complete record of the run.
+Validation and the constants are in ``recipe_checks.py``, the flag generation in
+``recipe_flags.py``. ``resolved()`` is the one place defaults that depend on other fields are
+filled, so the resolved recipe written to ``recipe.json`` is the complete record of the run.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared_data.architecture.names import MODEL_NAMES
-from shared_data.errors import UserError
-
-BACKENDS: tuple[str, ...] = ("jax", "torch")
-#: Models whose factories take ``memory_efficient`` (rematerialised DenseNet bottlenecks).
-MEMORY_EFFICIENT_MODELS: tuple[str, ...] = ("densenet201",)
-OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
-PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
-
-# Per-optimizer defaults (see the ``optimizer`` field for why AdamW is the default).
-_DEFAULT_LR = {"adamw": 1e-3, "sgd": 0.1}  # sgd: per 128 examples, scaled linearly with the batch
-_SGD_REFERENCE_BATCH = 128
-_DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 5e-4}
-
-
-class RecipeError(UserError):
-    """A recipe value that cannot be used; the message names the flag and the allowed values."""
+from shared_data.training.recipe_checks import (  # noqa: F401 (re-exported)
+    _DEFAULT_LR,
+    _DEFAULT_WEIGHT_DECAY,
+    _SGD_REFERENCE_BATCH,
+    BACKENDS,
+    MEMORY_EFFICIENT_MODELS,
+    OPTIMIZERS,
+    PRECISIONS,
+    RecipeError,
+    _base_type,
+    _field_types,
+    default_t0_epochs,
+    validate,
+)
 
 
 @dataclass(frozen=True)
@@ -232,7 +225,7 @@ class Recipe:
     )
 
     def __post_init__(self) -> None:
-        _validate(self)
+        validate(self)
 
     # --- derived values ------------------------------------------------------------------------
     @property
@@ -331,171 +324,3 @@ def default_data_dir() -> str:
 def default_workdir(backend: str, model: str, fold: int) -> str:
     """``runs/<backend>/<model>/fold<fold>`` (relative to the current directory)."""
     return str(Path("runs") / backend / model / f"fold{fold}")
-
-
-def default_t0_epochs(epochs: int, restarts: int, t_mult: int) -> int:
-    """The first cycle's length so that ``restarts + 1`` cycles cover ``epochs``.
-
-    Cycles last ``T_0, T_0*m, T_0*m^2, ...``; the sum of ``restarts + 1`` of them is
-    ``T_0 * (m^(r+1) - 1) / (m - 1)`` (``T_0 * (r+1)`` for ``m = 1``). ``T_0`` must be an integer
-    number of epochs (torch's scheduler demands it), so it is rounded up: the run then ends inside
-    its last cycle, never at the peak of an extra one.
-    """
-    cycles = restarts + 1
-    total_units = cycles if t_mult == 1 else (t_mult**cycles - 1) // (t_mult - 1)
-    return max(1, math.ceil(epochs / total_units))
-
-
-# --- validation ------------------------------------------------------------------------------
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise RecipeError(message)
-
-
-def _validate(r: Recipe) -> None:
-    _check_types(r)
-    _check(
-        r.model in MODEL_NAMES,
-        f"--model={r.model!r} is not a known model; valid models: {', '.join(MODEL_NAMES)}",
-    )
-    _check(bool(r.dataset), "--dataset must name a builder config (e.g. synthetic)")
-    _check(r.epochs >= 1, f"--epochs must be >= 1 (got {r.epochs})")
-    _check(r.batch_size >= 1, f"--batch_size must be >= 1 (got {r.batch_size})")
-    _check(r.folds >= 2, f"--folds must be >= 2 (got {r.folds})")
-    _check(0 <= r.fold < r.folds, f"--fold must be in [0, --folds={r.folds}) (got {r.fold})")
-    _check(r.seed >= 0, f"--seed must be >= 0 (got {r.seed})")
-    _check(
-        r.precision in PRECISIONS, f"--precision must be one of {PRECISIONS} (got {r.precision!r})"
-    )
-    _check(r.eval_every >= 1, f"--eval_every must be >= 1 (got {r.eval_every})")
-    _check(r.log_every >= 1, f"--log_every must be >= 1 (got {r.log_every})")
-    _check(r.checkpoint_every >= 0, f"--checkpoint_every must be >= 0 (got {r.checkpoint_every})")
-    _check(r.num_workers >= 0, f"--num_workers must be >= 0 (got {r.num_workers})")
-    _check(
-        r.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS} (got {r.optimizer!r})"
-    )
-    _check(r.lr is None or r.lr > 0, f"--lr must be > 0 (got {r.lr})")
-    _check(
-        r.weight_decay is None or r.weight_decay >= 0,
-        f"--weight_decay must be >= 0 (got {r.weight_decay})",
-    )
-    _check(0 <= r.momentum < 1, f"--momentum must be in [0, 1) (got {r.momentum})")
-    _check(0 <= r.adam_b1 < 1, f"--adam_b1 must be in [0, 1) (got {r.adam_b1})")
-    _check(0 <= r.adam_b2 < 1, f"--adam_b2 must be in [0, 1) (got {r.adam_b2})")
-    _check(r.adam_eps > 0, f"--adam_eps must be > 0 (got {r.adam_eps})")
-    _check(r.t0_epochs is None or r.t0_epochs >= 1, f"--t0_epochs must be >= 1 (got {r.t0_epochs})")
-    _check(r.t_mult >= 1, f"--t_mult must be an integer >= 1 (got {r.t_mult})")
-    _check(r.eta_min >= 0, f"--eta_min must be >= 0 (got {r.eta_min})")
-    _check(
-        r.lr is None or r.eta_min < r.lr,
-        f"--eta_min={r.eta_min} must be below --lr={r.lr}",
-    )
-    _check(r.restarts >= 0, f"--restarts must be >= 0 (got {r.restarts})")
-    _check(
-        r.t0_epochs is None
-        or r.restarts == 0
-        or r.t0_epochs == default_t0_epochs(r.epochs, r.restarts, r.t_mult),
-        "--t0_epochs and --restarts both set and they disagree: give one "
-        "(--restarts derives --t0_epochs from --epochs and --t_mult)",
-    )
-    _check(
-        not r.memory_efficient or r.model in MEMORY_EFFICIENT_MODELS,
-        f"--memory_efficient applies to {', '.join(MEMORY_EFFICIENT_MODELS)} only "
-        f"(got --model={r.model})",
-    )
-    _check(r.mixup_alpha >= 0, f"--mixup_alpha must be >= 0 (got {r.mixup_alpha})")
-    _check(
-        0 <= r.mixup_fraction <= 1, f"--mixup_fraction must be in [0, 1] (got {r.mixup_fraction})"
-    )
-    _check(
-        0 <= r.label_smoothing < 1,
-        f"--label_smoothing must be in [0, 1) (got {r.label_smoothing})",
-    )
-    for name in ("num_time_masks", "max_time_width", "num_freq_masks", "max_freq_width"):
-        value = getattr(r, name)
-        _check(value >= 0, f"--{name} must be >= 0 (got {value})")
-
-
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(Recipe)
-
-
-def _base_type(annotation: Any) -> tuple[type, bool]:
-    """``(int, True)`` for ``int | None``; ``(int, False)`` for ``int``."""
-    args = typing.get_args(annotation)
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        non_none = [a for a in args if a is not type(None)]
-        return non_none[0], True
-    return annotation, False
-
-
-def _check_types(r: Recipe) -> None:
-    for name, annotation in _field_types().items():
-        value = getattr(r, name)
-        base, optional = _base_type(annotation)
-        if value is None:
-            _check(optional, f"--{name} must be set (got None)")
-            continue
-        if base is float and isinstance(value, int) and not isinstance(value, bool):
-            object.__setattr__(r, name, float(value))  # JSON writes 1.0 as 1; accept it
-            continue
-        ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
-        _check(ok, f"--{name} must be of type {base.__name__} (got {value!r})")
-
-
-# --- flags ------------------------------------------------------------------------------------
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _parser_for(name: str, base: type, optional: bool):
-    def parse(text: str) -> Any:
-        if optional and text.strip().lower() in {"none", ""}:
-            return None
-        if base is bool:
-            lowered = text.strip().lower()
-            if lowered in _TRUE:
-                return True
-            if lowered in _FALSE:
-                return False
-            raise argparse.ArgumentTypeError(f"--{name} expects true or false, got {text!r}")
-        try:
-            return base(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"--{name} expects {base.__name__}, got {text!r}"
-            ) from None
-
-    parse.__name__ = base.__name__  # argparse names the type in its messages
-    return parse
-
-
-def add_recipe_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add one ``--<field>=<value>`` flag per :class:`Recipe` field (types and help from the field).
-
-    Optional fields accept ``none``; booleans accept ``true/false/1/0/yes/no`` and a bare
-    ``--flag`` means true. Defaults are the dataclass defaults (shown in ``--help``).
-    """
-    hints = _field_types()
-    group = parser.add_argument_group("recipe (shared by jax_impl.train and torch_ref.train)")
-    for f in dataclasses.fields(Recipe):
-        base, optional = _base_type(hints[f.name])
-        kwargs: dict[str, Any] = {
-            "type": _parser_for(f.name, base, optional),
-            "default": f.default,
-            "dest": f.name,
-            "help": f"{f.metadata.get('help', '')} (default: {f.default})",
-        }
-        if base is bool:
-            kwargs.update(nargs="?", const=True)
-        group.add_argument(f"--{f.name}", **kwargs)
-    return parser
-
-
-def recipe_from_args(namespace: argparse.Namespace) -> Recipe:
-    """The :class:`Recipe` of parsed flags (extra namespace attributes are ignored)."""
-    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(Recipe)}
-    return Recipe(**values)

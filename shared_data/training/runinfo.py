@@ -4,6 +4,7 @@ API (both training CLIs)::
 
     meta = run_metadata("jax")                        # JSON-able dict, no heavy imports
     write_run_info(workdir, recipe, "jax", extra={"devices": 8})   # -> <workdir>/recipe.json
+    info = read_run_info(workdir)     # RunInfo(recipe, run, path); validated, RunInfoError if not
 
 ``recipe.json`` is ``{"recipe": <Recipe.to_dict()>, "run": <run_metadata(...) + extra>}``;
 ``Recipe.from_json`` reads it back. Versions come from the installed distributions' metadata,
@@ -12,9 +13,11 @@ so recording them imports neither framework.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import socket
@@ -22,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from shared_data.errors import UserError
 
 RECIPE_FILE = "recipe.json"
 DISTRIBUTIONS = (
@@ -100,3 +105,101 @@ def write_run_info(
     info = {"recipe": recipe.to_dict(), "run": {**run_metadata(backend), **(extra or {})}}
     _atomic_write_text(path, json.dumps(info, indent=2, default=str) + "\n")
     return path
+
+
+class RunInfoError(UserError):
+    """A run directory's ``recipe.json`` is missing, unreadable or holds a bad value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """A validated ``recipe.json``: ``recipe`` (a :class:`~shared_data.training.recipe.Recipe`),
+    ``run`` (the run metadata dict) and ``path`` (the file)."""
+
+    recipe: Any
+    run: dict[str, Any]
+    path: Path
+
+    @property
+    def backend(self) -> str:
+        return self.run["backend"]
+
+    @property
+    def dataset(self) -> dict[str, Any] | None:
+        """The stored dataset record (label names, statistics, ...), None for older runs."""
+        return self.run.get("dataset")
+
+
+def _field_error(path: Path, field: str, problem: str) -> RunInfoError:
+    return RunInfoError(
+        f"{path}: {field} {problem}; the file is damaged or was not written by a training run "
+        "(rerun the training into a fresh --workdir, or restore the file from a copy)"
+    )
+
+
+def _check_dataset_record(path: Path, record: Any) -> None:
+    if not isinstance(record, dict):
+        raise _field_error(path, "run.dataset", f"must be an object (got {record!r})")
+    labels = record.get("label_names")
+    if not (isinstance(labels, list) and labels and all(isinstance(x, str) and x for x in labels)):
+        raise _field_error(path, "run.dataset.label_names", f"must be a non-empty list of names "
+                           f"(got {labels!r})")  # fmt: skip
+    if len(set(labels)) != len(labels):
+        raise _field_error(path, "run.dataset.label_names", f"holds duplicates ({labels!r})")
+    for key, positive in (("mel_mean", False), ("mel_std", True)):
+        value = record.get(key)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value) and (value > 0 or not positive)
+        if not ok:
+            need = "a finite positive number" if positive else "a finite number"
+            raise _field_error(path, f"run.dataset.{key}", f"must be {need} (got {value!r})")
+    for key in ("separator", "stem"):
+        if key in record and not isinstance(record[key], str):
+            raise _field_error(
+                path, f"run.dataset.{key}", f"must be a string (got {record[key]!r})"
+            )
+    if "feature_params" in record and not isinstance(record["feature_params"], dict):
+        raise _field_error(path, "run.dataset.feature_params", "must be an object")
+
+
+def read_run_info(path: str | os.PathLike[str]) -> RunInfo:
+    """Read and validate a run's ``recipe.json`` (``path``: the file or its run directory).
+
+    Checks: the JSON parses to ``{"recipe": {...}, "run": {...}}``; the recipe is a valid
+    :class:`~shared_data.training.recipe.Recipe` (types, ranges, known model); ``run.backend`` is
+    ``jax`` or ``torch``; the dataset record, when present, has non-empty unique label names and
+    a finite ``mel_mean`` and finite positive ``mel_std``.
+
+    Raises:
+        RunInfoError: naming the file and the offending field.
+    """
+    from shared_data.training.recipe import BACKENDS, Recipe, RecipeError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECIPE_FILE
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunInfoError(
+            f"{path} does not exist: {path.parent} is not a training run directory (pass the "
+            "--workdir of a jax_impl.train or torch_ref.train run)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunInfoError(f"{path} cannot be read as JSON ({err}); rerun the training") from err
+    if not isinstance(info, dict):
+        raise _field_error(path, "the top level", "must be an object")
+    for key in ("recipe", "run"):
+        if not isinstance(info.get(key), dict):
+            raise _field_error(path, key, f"must be an object (got {info.get(key)!r})")
+    try:
+        recipe = Recipe.from_dict(info["recipe"])
+    except (RecipeError, TypeError) as err:
+        raise RunInfoError(f"{path}: recipe: {err}") from None
+    run = info["run"]
+    if run.get("backend") not in BACKENDS:
+        raise _field_error(path, "run.backend", f"must be one of {BACKENDS} (got "
+                           f"{run.get('backend')!r})")  # fmt: skip
+    if run.get("dataset") is not None:
+        _check_dataset_record(path, run["dataset"])
+    return RunInfo(recipe=recipe, run=run, path=path)

@@ -1,0 +1,89 @@
+"""Where a JAX training runs: the multi-host set-up, the dataset it opens, its dtypes.
+
+Multi-host: under SLURM with more than one task, ``jax.distributed.initialize()`` reads the
+cluster from the environment; elsewhere pass ``--coordinator_address=host:port --num_processes=N
+--process_id=i`` (see ``docs/slurm.md``). Every process runs the same command; process 0 writes
+the logs, all processes write their checkpoint shards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from shared_data.errors import DataError, UserError
+
+SYNTHETIC_CONFIGS = ("synthetic", "synthetic_small")
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
+    """Join a multi-process JAX run when one is configured; returns whether it did.
+
+    Explicit flags win; otherwise a SLURM job step with more than one task auto-configures
+    (``jax.distributed.initialize()`` reads ``SLURM_*``). A single process does nothing.
+    """
+    explicit = coordinator_address is not None or num_processes is not None
+    slurm_tasks = int(os.environ.get("SLURM_NTASKS", os.environ.get("SLURM_NPROCS", "1")) or 1)
+    if not explicit and slurm_tasks <= 1:
+        return False
+    if explicit and (coordinator_address is None or num_processes is None or process_id is None):
+        raise UserError(
+            "multi-host runs need all three of --coordinator_address, --num_processes and "
+            "--process_id (or none of them under SLURM)"
+        )
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+    )
+    return True
+
+
+def is_main_process() -> bool:
+    return jax.process_index() == 0
+
+
+def log(message: str) -> None:
+    """A status line on stderr, from process 0 only."""
+    if is_main_process():
+        print(message, file=sys.stderr, flush=True)
+
+
+def open_or_build_dataset(recipe: Any, *, log=log) -> Any:
+    """``open_dataset(recipe.data_dir, recipe.dataset)``, building a synthetic config if absent.
+
+    Other configs (folder, csv) need input files, so their absence raises the builder's
+    ``DataError``, which names the build command. In a multi-process run process 0 builds and
+    the others wait for it.
+    """
+    from shared_data.dataset.builder import build_command, build_dataset, open_dataset
+
+    try:
+        return open_dataset(recipe.data_dir, recipe.dataset)
+    except DataError:
+        if recipe.dataset not in SYNTHETIC_CONFIGS:
+            raise
+    if is_main_process():
+        log(
+            f"dataset {recipe.dataset!r} is not built in {recipe.data_dir}: building it now "
+            f"(the same as `{build_command(recipe.dataset, recipe.data_dir)}`)"
+        )
+        build_dataset(recipe.data_dir, recipe.dataset)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("vocalgenre dataset built")
+    return open_dataset(recipe.data_dir, recipe.dataset)
+
+
+def compute_dtypes(precision: str) -> tuple[Any, Any]:
+    """``(compute dtype, parameter dtype)`` of a resolved ``--precision``."""
+    return (jnp.bfloat16 if precision == "bf16" else jnp.float32), jnp.float32

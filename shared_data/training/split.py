@@ -1,0 +1,119 @@
+"""The data-split object both training loops read: the built dataset split by fold.
+
+API::
+
+    data = load_training_data(recipe, dataset)   # TrainingData (dataset: an OpenedDataset)
+    data.train_indices, data.val_indices         # int64 record indices of the train split
+    data.val_labels, data.val_songs              # int64 [n_val], str [n_val]
+    data.epoch_order(epoch)                      # record indices of an epoch, training order
+    data.steps_per_epoch, data.num_classes, data.mel_mean, data.mel_std, data.record
+
+The fold split and the data order are :mod:`shared_data.dataset.splits`' functions: the order of
+an epoch is a pure function of ``(seed, epoch)``, so a resumed run, every process of a
+multi-process run and both backends read the same clips in the same order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shared_data.dataset import splits
+from shared_data.errors import DataError
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """An opened dataset split by fold: what a training loop reads.
+
+    Attributes:
+        source: the random-access records of the ``train`` split (``mel`` float32 ``[H, W]``,
+            ``label`` int, ``song_id`` str, ``fold`` int).
+        train_indices, val_indices: int64 record indices (folds != k, fold k).
+        val_labels: int64 ``[n_val]``; val_songs: str ``[n_val]`` (song of each validation clip).
+        mel_mean, mel_std: the dataset's normalisation constants (build metadata).
+        record: :func:`shared_data.ensemble.members.dataset_record` of the dataset, stored in
+            ``recipe.json`` so the run stays usable as an ensemble member without its dataset.
+    """
+
+    source: Sequence[dict[str, Any]]
+    train_indices: np.ndarray
+    val_indices: np.ndarray
+    val_labels: np.ndarray
+    val_songs: np.ndarray
+    label_names: tuple[str, ...]
+    mel_mean: float
+    mel_std: float
+    seed: int
+    batch_size: int
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Full global batches per epoch (raises ``DataError`` if the batch exceeds the data)."""
+        return splits.steps_per_epoch(len(self.train_indices), self.batch_size)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Record indices of epoch ``epoch`` in training order (:func:`splits.epoch_order`)."""
+        return self.train_indices[splits.epoch_order(len(self.train_indices), self.seed, epoch)]
+
+
+def _statistics(metadata: Any) -> tuple[float, float]:
+    try:
+        mean, std = float(metadata["mel_mean"]), float(metadata["mel_std"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(
+            f"the dataset metadata lacks a usable mel_mean/mel_std ({err}); rebuild it with "
+            "python -m shared_data.build"
+        ) from None
+    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+        raise DataError(
+            f"the dataset metadata holds mel_mean={mean}, mel_std={std}: the standard deviation "
+            "must be finite and positive; rebuild it with python -m shared_data.build"
+        )
+    return mean, std
+
+
+def load_training_data(recipe: Any, dataset: Any) -> TrainingData:
+    """Split ``dataset`` (``.source(split)``, ``.label_names``, ``.metadata``) by ``recipe.fold``.
+
+    Raises:
+        DataError: the dataset's fold count differs from ``--folds``, a side of the split is empty,
+            ``--batch_size`` exceeds the training clips, or the metadata lacks the statistics.
+    """
+    from shared_data.ensemble.members import dataset_record
+
+    built_folds = dataset.metadata.get("folds")
+    if built_folds is not None and int(built_folds) != recipe.folds:
+        raise DataError(
+            f"dataset {recipe.dataset!r} was built with {built_folds} folds but "
+            f"--folds={recipe.folds}; pass --folds={built_folds} "
+            f"(or rebuild it with --folds={recipe.folds})"
+        )
+    mean, std = _statistics(dataset.metadata)
+    source = dataset.source("train")
+    folds, labels = splits.read_fold_labels(source)
+    train, val = splits.fold_split(folds, recipe.fold, recipe.folds)
+    data = TrainingData(
+        source=source,
+        train_indices=train,
+        val_indices=val,
+        val_labels=labels[val],
+        val_songs=splits.song_ids(source, val),
+        label_names=tuple(dataset.label_names),
+        mel_mean=mean,
+        mel_std=std,
+        seed=recipe.seed,
+        batch_size=recipe.batch_size,
+        record=dataset_record(dataset),
+    )
+    _ = data.steps_per_epoch  # a batch larger than the training set fails here, naming the flag
+    return data

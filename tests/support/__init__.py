@@ -1,0 +1,1 @@
+"""Helpers the tests share (not test modules): tiny datasets and recipes for training runs."""
