@@ -77,8 +77,10 @@ def seed_init_rng(seed: int) -> None:
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of ``-sum(targets * log_softmax(logits))``, in fp32 (``[B, C]`` each)."""
-    return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+    """Mean over the batch of ``-sum(targets * log_softmax(logits))`` (``[B, C]`` each), in
+    float32, or float64 for a float64 model (as ``jax_impl.train_step`` scores them)."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return -(targets * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
