@@ -2,7 +2,7 @@
 
 Members: four ``lstm`` runs on ``synthetic_small`` (validation fold 3), seeds 0 and 1 trained by
 ``jax_impl.train`` and seeds 0 and 1 by ``torch_ref.train``, the torch runs starting from the JAX
-runs' initial weights (``tests/ensemble_fixtures.py`` says why). Evaluated on 200 clips of 20
+runs' initial weights (``tests/support/ensemble_runs.py`` says why). Evaluated on 200 clips of 20
 synthetic songs none of them saw (``ensemble_heldout``).
 
 1. The same four members, evaluated by ``jax_impl.ensemble`` and by ``torch_ref.ensemble``, each
@@ -54,7 +54,7 @@ from shared_data.ensemble import core
 from shared_data.ensemble import evaluation as ev
 from shared_data.ensemble.predict import SongPrediction, predict_files
 from shared_data.separation.registry import get_separator
-from tests import ensemble_fixtures as fx
+from tests.support import ensemble_runs as fx
 from torch_ref import ensemble as torch_ensemble
 
 BACKENDS = {"jax": jax_ensemble, "torch": torch_ensemble}

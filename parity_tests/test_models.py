@@ -50,8 +50,8 @@ from flax import nnx
 
 import torch_ref.models as torch_models
 from jax_impl.convert import export_torch_state, torch_to_jax
-from parity_tests.model_support import FAST_CPU_COMPILE, FAST_CPU_COMPILE_FLOAT64, small_batch
 from shared_data.architecture.names import MODEL_NAMES
+from tests.support.models import FAST_CPU_COMPILE, FAST_CPU_COMPILE_FLOAT64, small_batch
 
 NUM_CLASSES = 10
 BATCH = 2

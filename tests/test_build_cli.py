@@ -10,7 +10,7 @@ import pytest
 
 from shared_data.cli import run_main
 from shared_data.dataset.build_cli import main
-from tests.builder_fixtures import load_report, make_gtzan_tree
+from tests.support.builder_inputs import load_report, make_gtzan_tree
 
 
 def _run_in_process(argv: list[str], capsys) -> tuple[int, str, str]:

@@ -19,7 +19,7 @@ from shared_data.dataset.folds import assign_fold
 from shared_data.dataset.presence import NEAR_SILENT_DB
 from shared_data.errors import DataError
 from shared_data.separation import registry as separation
-from tests.builder_fixtures import (
+from tests.support.builder_inputs import (
     TONE_SR,
     OracleSeparator,
     load_report,

@@ -26,7 +26,7 @@ from shared_data.dataset.features import FeatureParams, song_to_mels
 from shared_data.dataset.folds import stratified_folds
 from shared_data.errors import DataError
 from shared_data.separation import registry as separation
-from tests.builder_fixtures import (
+from tests.support.builder_inputs import (
     TONE_SR,
     assert_same_records,
     load_report,

@@ -256,3 +256,23 @@ def test_torch_alone_names_what_a_jax_member_needs(tmp_path):
     assert "ERROR MemberError" in done.stdout
     assert "is a jax member; computing it with torch needs that backend installed" in done.stdout
     assert "jax_impl.ensemble failed to import" in done.stdout
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in ``tests/support``; a test module imports no other test module."""
+    wrong = []
+    for suite in ("tests", "parity_tests"):
+        for path in sorted((REPO / suite).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                for name in names:
+                    parts = name.split(".")
+                    if parts[0] in ("tests", "parity_tests") and (
+                        parts[0] == "parity_tests" or parts[1:2] != ["support"]
+                    ):
+                        wrong.append(f"{path.relative_to(REPO)} imports {name}")
+    assert sorted(set(wrong)) == []

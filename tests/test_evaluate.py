@@ -1,7 +1,7 @@
 """``python -m jax_impl.evaluate`` / ``torch_ref.evaluate`` / ``<backend>.ensemble``: reports.
 
 Members: one ``lstm`` trained by each backend on ``synthetic_small`` fold 3
-(``tests/ensemble_fixtures.py``); by default the CLIs evaluate that fold (6 clips, 3 songs).
+(``tests/support/ensemble_runs.py``); by default the CLIs evaluate that fold (6 clips, 3 songs).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from jax_impl import evaluate as jax_evaluate
 from shared_data.ensemble import core
 from shared_data.ensemble.members import MemberError
 from shared_data.errors import DataError
-from tests import ensemble_fixtures as fx
+from tests.support import ensemble_runs as fx
 from torch_ref import ensemble as torch_ensemble_cli
 from torch_ref import evaluate as torch_evaluate
 

@@ -12,15 +12,13 @@ from shared_data.dataset import builder
 from shared_data.dataset.features import FeatureParams
 from shared_data.ensemble.evaluation import default_fold
 from shared_data.ensemble.members import (
-    DATASET_KEY,
     MemberError,
     check_compatible,
     parse_members_flag,
     read_member,
     read_members,
 )
-from shared_data.training.recipe import Recipe
-from shared_data.training.runinfo import write_run_info
+from tests.support.runs import make_run
 
 LABELS = ["blues", "jazz", "rock"]
 
@@ -39,17 +37,6 @@ def _dataset(**changes) -> dict:
     }
     record.update(changes)
     return record
-
-
-def make_run(
-    path: Path, backend: str = "jax", *, dataset: dict | None = None, **recipe_changes
-) -> Path:
-    """A run directory holding only ``recipe.json``, as the training CLIs write it."""
-    values = {"model": "lstm", "dataset": "synthetic_small", **recipe_changes}
-    recipe = Recipe(workdir=str(path), **values)
-    extra = {} if dataset is None else {DATASET_KEY: dataset}
-    write_run_info(path, recipe, backend, extra=extra)
-    return path
 
 
 def test_a_member_reads_backend_model_and_data_description(tmp_path):

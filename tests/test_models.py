@@ -22,9 +22,9 @@ import jax_impl.models as jax_models
 import torch_ref.models as torch_models
 from jax_impl.convert import torch_to_jax
 from jax_impl.models.layers import grouped_conv_general_dilated
-from parity_tests.model_support import FAST_CPU_COMPILE, small_batch, small_input_hw
 from shared_data.architecture.names import MODEL_NAMES
 from shared_data.errors import UserError
+from tests.support.models import FAST_CPU_COMPILE, small_batch, small_input_hw
 
 NUM_CLASSES = 5
 

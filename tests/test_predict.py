@@ -1,6 +1,6 @@
 """``python -m jax_impl.predict`` / ``torch_ref.predict``: audio files in, genres out.
 
-Members: one ``lstm`` trained by each backend (``tests/ensemble_fixtures.py``). Songs: synthetic
+Members: one ``lstm`` trained by each backend (``tests/support/ensemble_runs.py``). Songs: synthetic
 songs none of them saw, written in different formats, rates and channel counts, plus a corrupt and
 a too-short file.
 """
@@ -24,8 +24,8 @@ from shared_data.dataset.builder import build_dataset, open_dataset
 from shared_data.ensemble import predict as predict_songs
 from shared_data.ensemble.members import DATASET_KEY, MemberError, dataset_record
 from shared_data.errors import DataError
-from tests import ensemble_fixtures as fx
-from tests.test_members import make_run
+from tests.support import ensemble_runs as fx
+from tests.support.runs import make_run
 from torch_ref import predict as torch_predict
 
 

@@ -13,10 +13,9 @@ from shared_data.training.recipe import (
     Recipe,
     RecipeError,
     SpecAugmentSpec,
-    add_recipe_flags,
     default_t0_epochs,
-    recipe_from_args,
 )
+from shared_data.training.recipe_flags import add_recipe_flags, recipe_from_args
 
 
 def parse(*argv: str) -> Recipe:
