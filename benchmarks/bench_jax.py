@@ -6,7 +6,7 @@ state donated, SpecAugment and Mixup drawn and applied inside the step, and ``ma
 for inference.
 
 ``NnxJitWorkload(combo)`` (backend ``jax_nnxjit``) is the same step written the ``nnx.jit`` way
-(DESIGN.md section 3 keeps ``nnx.jit`` as a benchmark comparison only): the model and an
+(``docs/design.md`` keeps ``nnx.jit`` as a benchmark comparison only): the model and an
 ``nnx.Optimizer`` are passed to an ``nnx.jit`` function, which splits and merges them on every
 call in Python. The maths is ``jax_impl.train_step.train_step``'s, built from the same pieces
 (``draw_step``, ``jax_impl.augment``, the recipe's optimizer and schedule); both variants report

@@ -1,4 +1,4 @@
-"""The jitted train and eval steps, in the functional NNX pattern (DESIGN.md sections 3 and 6).
+"""The jitted train and eval steps, in the functional NNX pattern (``docs/design.md``).
 
 API::
 

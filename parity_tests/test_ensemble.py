@@ -1,4 +1,4 @@
-"""Ensembles across backends (DESIGN.md section 4, "ensembles").
+"""Ensembles across backends (``docs/design.md``, parity: "ensembles").
 
 Members: four ``lstm`` runs on ``synthetic_small`` (validation fold 3), seeds 0 and 1 trained by
 ``jax_impl.train`` and seeds 0 and 1 by ``torch_ref.train``, the torch runs starting from the JAX
@@ -17,7 +17,7 @@ synthetic songs none of them saw (``ensemble_heldout``).
    is at least its **best** member's where the members are of comparable quality and below the
    task's ceiling, and that is asserted on five members each trained for 3 epochs on a different 4
    of the 5 folds (``tests/ensemble_fixtures.fold_member``, seeds 0-4). The same construction with
-   seeds b+k, b = 0, 10, ..., 90 (2026-11-25, this machine): members scored 0.44-0.94; the
+   seeds b+k, b = 0, 10, ..., 90: members scored 0.44-0.94; the
    five-member ensemble beat its best member in 8 of 10 cases by 3.5 to 11 points (b=0: members
    [0.795 0.535 0.55 0.825 0.795], ensemble 0.89) and lost in the 2 where one member was 10+ points
    better than all the others (b=70: best 0.94, ensemble 0.905; b=80: 0.94, 0.885). Averaging
@@ -29,7 +29,7 @@ synthetic songs none of them saw (``ensemble_heldout``).
    held out, so every member shares the same errors and the differences are noise): 4, 9 and 11 of
    12. The lost cases on fold 3 pair a 99-100 % member with an 89-96 % one, where averaging pulls
    some of the better member's right answers down. More, more diverse members do not change that:
-   five JAX members each trained on a different fold (seeds b+k, this file's recipe, 2026-11-25)
+   five JAX members each trained on a different fold (seeds b+k, this file's recipe)
    scored [0.90 0.935 1.0 0.93 1.0] -> ensemble 0.99 (b=0), [0.905 0.965 0.97 0.995 0.96] -> 0.995
    (b=10) and [0.905 0.905 0.995 0.915 0.925] -> 0.92 (b=20) on these 200 clips. Nor does the full
    recipe (Mixup, SpecAugment, 12 epochs; seeds 0-3 on fold 3): members scored [0.975 1.0 0.985

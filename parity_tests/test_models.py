@@ -5,7 +5,7 @@ randomised (fresh statistics, mean 0 and variance 1, would hide a wrong eval-mod
 dict is converted with ``jax_impl.convert.torch_to_jax``, and both backends run on the same
 batch of 2 (32x32; 128 mel bins x 32 frames for the LSTM) on the CPU:
 
-* eval mode, fp32: logits, ``atol=1e-4, rtol=1e-4`` (DESIGN.md section 4);
+* eval mode, fp32: logits, ``atol=1e-4, rtol=1e-4`` (``docs/design.md``, parity);
 * train mode, fp32, one forward: the logits and every BN running statistic after it;
 * train mode, a cross-entropy backward in float64 in both backends (``jax.enable_x64``,
   ``torch.double``): every parameter's gradient, compared in torch's layout

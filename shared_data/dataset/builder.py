@@ -1,7 +1,7 @@
 """The TFDS dataset builder ``vocal_mels``: songs -> separated stem -> 3-s log-mel clips.
 
 Written as ``array_record`` and read back with ``builder.as_data_source()``; neither step imports
-TensorFlow. Both backends read the same records (DESIGN.md section 1). The pieces live in
+TensorFlow. Both backends read the same records (``docs/design.md``). The pieces live in
 :mod:`~shared_data.dataset.configs` (constants, :class:`VocalMelsConfig`, :data:`CONFIGS`),
 :mod:`~shared_data.dataset.songs` (per-song processing), :mod:`~shared_data.dataset.presence`
 (the stem-presence check), :mod:`~shared_data.dataset.report` (report and metadata) and

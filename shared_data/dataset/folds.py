@@ -1,9 +1,9 @@
 """Song-grouped cross-validation folds: stratified by label (the default), or a hash of the song id.
 
-The split unit is the song (DESIGN.md section 1): every clip of a song carries the same fold, so no
-song is ever on both sides of a train/validation split. Both assignments are pure functions of the
-songs (SHA-256, never Python's salted ``hash``), so they are the same on every machine and in every
-process. :data:`FOLD_METHODS`:
+The split unit is the song (``docs/design.md``, "Data flow"): every clip of a song carries the same
+fold, so no song is ever on both sides of a train/validation split. Both assignments are pure
+functions of the songs (SHA-256, never Python's salted ``hash``), so they are the same on every
+machine and in every process. :data:`FOLD_METHODS`:
 
 - ``stratified`` (:func:`stratified_folds`, the default): within each label the songs, ordered by
   the SHA-256 of their id, are dealt round-robin over the folds; the labels are dealt in sorted
