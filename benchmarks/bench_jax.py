@@ -6,7 +6,7 @@ state donated, SpecAugment and Mixup drawn and applied inside the step, and ``ma
 for inference.
 
 ``NnxJitWorkload(combo)`` (backend ``jax_nnxjit``) is the same step written the ``nnx.jit`` way
-(DESIGN.md section 3 keeps ``nnx.jit`` as a benchmark comparison only): the model and an
+(the project keeps ``nnx.jit`` as a benchmark comparison only): the model and an
 ``nnx.Optimizer`` are passed to an ``nnx.jit`` function, which splits and merges them on every
 call in Python. The maths is ``jax_impl.train_step.train_step``'s, built from the same pieces
 (``draw_step``, ``jax_impl.augment``, the recipe's optimizer and schedule); both variants report
@@ -38,10 +38,19 @@ from jax_impl import augment
 from jax_impl import train_step as ts
 from jax_impl.models import create_model
 from jax_impl.schedule import schedule_from_recipe
-from jax_impl.train import compute_dtypes
 
 EPOCH = np.int32(0)
 MIXUP = True  # the recipe's first epochs: the more expensive branch of the step
+
+
+def compute_dtypes(precision: str) -> tuple[Any, Any]:
+    """``(compute dtype, parameter dtype)`` of ``precision``: ``jax_impl.train.compute_dtypes``.
+
+    Restated, not imported: ``jax_impl.train`` imports the input pipeline (grain, librosa,
+    soundfile, tensorboardX), which a GPU image for benchmarking lacks; the model rows need only
+    jax, flax, optax and numpy. ``tests/test_benchmark_imports.py`` checks the two agree.
+    """
+    return (jnp.bfloat16 if precision == "bf16" else jnp.float32), jnp.float32
 
 
 class _JaxBase:
