@@ -20,6 +20,7 @@ MODEL_ROW_MODULES = (
     "benchmarks.throughput",
     "benchmarks.bench_jax",
     "benchmarks.bench_torch",
+    "benchmarks.gpu_check",
 )
 
 PROBE = f"""
