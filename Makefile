@@ -1,17 +1,23 @@
 # The two commands a fresh machine needs: `make demo` and `make test`.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The pinned stack of this Python line (constraints/py3.11.txt: the CI stack; py3.12.txt: the
+# newest lines). `make test CONSTRAINTS=` resolves pyproject.toml's ranges afresh instead.
+PY_LINE := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+CONSTRAINTS ?= $(wildcard constraints/py$(PY_LINE).txt)
+# The current stack (README, "Tests"): `make test-current` = make test on this interpreter.
+PYTHON_CURRENT ?= python3.12
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test test-current lint clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install -e '.[test]' $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	touch $(STAMP)
 
 DEMO_DATA := data
@@ -38,9 +44,12 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
+test-current:
+	$(MAKE) test PYTHON=$(PYTHON_CURRENT) VENV=.venv312
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv312 build *.egg-info

@@ -37,8 +37,8 @@ from benchmarks.hardware import host_peak_rss_bytes
 from jax_impl import augment
 from jax_impl import train_step as ts
 from jax_impl.models import create_model
+from jax_impl.runtime import compute_dtypes  # light: jax only, no input pipeline
 from jax_impl.schedule import make_schedule
-from jax_impl.train import compute_dtypes
 
 EPOCH = np.int32(0)
 MIXUP = True  # the recipe's first epochs: the more expensive branch of the step

@@ -19,10 +19,14 @@ Peak memory kinds (the ``peak_mem_kind`` of a result):
 
 from __future__ import annotations
 
+import datetime
 import os
+import platform
 import resource
 import shutil
 import subprocess
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 PEAK_MEM_KINDS: tuple[str, ...] = (
@@ -71,16 +75,55 @@ def accelerator_name() -> str | None:
     return None if device.platform == "cpu" else str(device.device_kind)
 
 
+# Versions recorded with every figure; a package that is not installed is recorded as None.
+VERSIONED_PACKAGES: tuple[str, ...] = (
+    "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "torch", "torchvision", "numpy",
+    "librosa", "soxr", "jax-cuda12-plugin", "jax-cuda13-plugin",
+)  # fmt: skip
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def host_environment(packages: Sequence[str]) -> dict[str, Any]:
+    """Date, CPU, Python, the frameworks' devices and the versions of ``packages``.
+
+    Imports only jax and torch (no librosa or data-pipeline packages): it must run on a GPU
+    image that has the frameworks and nothing else.
+    """
+    import jax
+    import torch
+
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1_5_15min": os.getloadavg(),
+        "torch_threads": torch.get_num_threads(),
+        "jax_devices": [str(d) for d in jax.devices()],
+        "torch_cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "versions": {name: _version(name) for name in packages},
+    }
+
+
 def environment(command: str) -> dict[str, Any]:
     """The record's header: ``device``, ``versions``, ``command``, ``date`` and ``load``.
 
-    Built on ``benchmarks.preprocess.environment`` (CPU model, versions, date), adding the
-    accelerator, its driver, CUDA and the machine's load average.
+    Built on :func:`host_environment` (CPU model, versions, date), adding the accelerator, its
+    driver, CUDA and the machine's load average.
     """
-    from benchmarks.preprocess import environment as base_environment
-
-    base = base_environment()
     import torch
+
+    base = host_environment(VERSIONED_PACKAGES)
 
     accelerator = accelerator_name()
     device = {
@@ -94,12 +137,8 @@ def environment(command: str) -> dict[str, Any]:
         "driver": nvidia_driver(),
         "torch_cuda_build": torch.version.cuda,
     }
-    versions = {
-        "python": base["python"],
-        **base["versions"],
-        "torchvision": _version("torchvision"),
-    }
-    versions.update({"optax": _version("optax"), "torch_git": torch.version.git_version})
+    versions = {"python": base["python"], **base["versions"]}
+    versions["torch_git"] = torch.version.git_version
     return {
         "device": device,
         "versions": versions,

@@ -17,15 +17,11 @@ asserted.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -129,35 +125,10 @@ def peak_memory(backend: str, seconds: float, batch_patches: int) -> dict:
 
 def environment() -> dict[str, Any]:
     """Device, date, versions: what a benchmark figure needs to be read."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    import jax
-    import torch
+    from benchmarks.hardware import host_environment
 
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "load_average_1_5_15min": os.getloadavg(),
-        "torch_threads": torch.get_num_threads(),
-        "jax_devices": [str(d) for d in jax.devices()],
-        "torch_cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "versions": versions,
-        "command": " ".join(["python", "-m", "benchmarks.preprocess", *sys.argv[1:]]),
-    }
+    command = " ".join(["python", "-m", "benchmarks.preprocess", *sys.argv[1:]])
+    return {**host_environment(PACKAGES), "command": command}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -194,11 +194,17 @@ def _child_setup(cpu_threads: int | None):
     return setup
 
 
-def _in_subprocess(
-    payload: dict[str, Any], timeout_s: float, cpu_threads: int | None = None
+def in_subprocess(
+    payload: dict[str, Any],
+    timeout_s: float,
+    cpu_threads: int | None = None,
+    module: str = "benchmarks.throughput",
 ) -> dict[str, Any]:
-    """Run ``payload`` in a fresh interpreter; its result, or ``RuntimeError`` with the reason."""
-    command = [sys.executable, "-m", "benchmarks.throughput", "--child", json.dumps(payload)]
+    """Run ``payload`` in a fresh interpreter; its result, or ``RuntimeError`` with the reason.
+
+    ``module``'s ``--child`` mode runs the payload and prints :data:`RESULT_MARKER` + JSON.
+    """
+    command = [sys.executable, "-m", module, "--child", json.dumps(payload)]
     try:
         proc = subprocess.run(
             command,
@@ -384,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join([PROG, *argv])
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "complete": False}
     env_payload = {"kind": "environment", "command": command}
-    doc.update(_in_subprocess(env_payload, args.timeout_s, args.cpu_threads))
+    doc.update(in_subprocess(env_payload, args.timeout_s, args.cpu_threads))
     settings = {
         "steps": args.steps,
         "warmup": args.warmup,
@@ -414,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {"kind": "combo", "combo": combo.to_dict(), "steps": args.steps}
         payload["warmup"] = args.warmup
         try:
-            row = _in_subprocess(payload, args.timeout_s, args.cpu_threads)
+            row = in_subprocess(payload, args.timeout_s, args.cpu_threads)
         except RuntimeError as err:
             _log(f"{name} FAILED: {err}")
             keys = ("model", "backend", "precision", "batch_size")

@@ -7,19 +7,24 @@ feature axis (H = 128 is architectural); its time axis may be short.
 
 from __future__ import annotations
 
+import jaxlib
 import numpy as np
 
 # For `jax.jit(..., compiler_options=...)` in tests: XLA:CPU's newer fusion emitters and its
 # LLVM optimisation cost far more compile time than they save at test sizes. DenseNet-201 forward
 # + backward (2 cores): 64 CPU-s to compile by default, 42 without the fusion emitters, 22 with
 # neither; the fp32 run went from 2.1 to 2.2 s.
-FAST_CPU_COMPILE: dict[str, object] = {
-    "xla_cpu_use_fusion_emitters": False,
-    "xla_backend_optimization_level": 0,
-}
+# jaxlib 0.12 no longer accepts the fusion-emitter flag ("No such compile option"), so it is
+# passed only to the jaxlib lines that have it.
+_EMITTERS_OFF: dict[str, object] = (
+    {"xla_cpu_use_fusion_emitters": False}
+    if tuple(int(p) for p in jaxlib.__version__.split(".")[:2]) < (0, 12)
+    else {}
+)
+FAST_CPU_COMPILE: dict[str, object] = {**_EMITTERS_OFF, "xla_backend_optimization_level": 0}
 # Without optimisation XLA:CPU runs float64 grouped convolutions ~30x slower (ResNeXt-101's
 # float64 gradient step: 17 s -> 527 s), so float64 programs keep LLVM's optimisation.
-FAST_CPU_COMPILE_FLOAT64: dict[str, object] = {"xla_cpu_use_fusion_emitters": False}
+FAST_CPU_COMPILE_FLOAT64: dict[str, object] = dict(_EMITTERS_OFF)
 
 
 def small_input_hw(name: str) -> tuple[int, int]:
