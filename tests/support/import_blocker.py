@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # What the GPU image lacks (and TensorFlow, which the project must never need).
 DATA_PIPELINE = (
     "librosa", "tensorflow_datasets", "tensorflow", "grain", "array_record", "soundfile",
