@@ -25,7 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from shared_data.dataset import inputs as inputs_lib
 from shared_data.dataset.cache import SongCache
 from shared_data.dataset.configs import json_normal
-from shared_data.dataset.stage import StageSpec, compute_song
+from shared_data.dataset.stage import StageSpec, compute_song, snapshot
 from shared_data.errors import DataError
 
 # Songs per DoFn call. Songs are still separated one by one (see stage.featurise_song); a batch
@@ -103,3 +103,23 @@ def run_pipeline(items: Iterable[inputs_lib.SongInput], spec: StageSpec, argv: l
             raise DataError(line[line.index(_MISMATCH) :].strip()) from None
         raise
     print(f"song stage done in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def run_stage(
+    items: Sequence[inputs_lib.SongInput], spec: StageSpec, argv: Sequence[str]
+) -> frozenset[str]:
+    """Run the per-song stage over ``items`` on Beam with pipeline arguments ``argv``.
+
+    Returns:
+        The cache keys this stage wrote (new or rewritten entries), so the writer can tell them
+        from songs cached by an earlier build.
+
+    Raises:
+        DataError: a worker's separator differs from the driver's.
+    """
+    cache = SongCache(Path(spec.cache_dir))
+    before = snapshot(cache)
+    todo = [it for it in items if it.reject_reason is None]
+    run_pipeline(todo, spec, list(argv))
+    after = snapshot(cache)
+    return frozenset(k for k, stat in after.items() if before.get(k) != stat)

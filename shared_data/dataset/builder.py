@@ -82,7 +82,7 @@ from shared_data.dataset.report import (
 )
 from shared_data.dataset.reuse import check_existing, remove_stale_incomplete
 from shared_data.dataset.songs import Song, SongSettings, process_songs
-from shared_data.dataset.stage import StageSpec, featurise_song, run_stage
+from shared_data.dataset.stage import StageSpec, featurise_song, require_beam
 from shared_data.errors import DataError
 from shared_data.separation.registry import get_separator, require_stem
 
@@ -238,6 +238,9 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         )  # fmt: skip
         fresh = frozenset()
         if self._beam_argv:
+            require_beam()  # before importing the module that imports apache_beam
+            from shared_data.dataset.beam_stage import run_stage
+
             spec = StageSpec(self._separator_name, self._backend, settings, str(self.cache_dir))
             fresh = run_stage(items, spec, self._beam_argv)
         done = process_songs(

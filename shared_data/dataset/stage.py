@@ -4,10 +4,11 @@ A song's work is: fingerprint -> cache key -> (already cached: nothing) -> decod
 featurise -> a :class:`~shared_data.dataset.cache.SongCache` entry. The single-process build does
 it inside :func:`shared_data.dataset.songs.process_songs`; with ``--workers=N`` or
 ``--beam_pipeline_options`` it is first done for every song by an Apache Beam pipeline
-(:mod:`shared_data.dataset.beam_stage`), after which the ordinary writer finds every good song in
-the cache and writes records, report and metadata exactly as it would have.
+(:func:`shared_data.dataset.beam_stage.run_stage`), after which the ordinary writer finds every
+good song in the cache and writes records, report and metadata exactly as it would have.
 
-This module never imports ``apache_beam``: a build without those flags does not need it.
+This module never imports ``apache_beam``, nor :mod:`~shared_data.dataset.beam_stage`: a build
+without those flags does not need it.
 
 Which songs the stage computed is read off the cache folder (entries that are new or rewritten
 since a snapshot taken before the stage), not reported back by the workers, so it works the same
@@ -20,8 +21,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import shlex
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,35 +134,14 @@ def beam_argv(workers: int | None, pipeline_options: str | None) -> list[str]:
             argv += shlex.split(pipeline_options)
         except ValueError as err:
             raise DataError(f"--beam_pipeline_options={pipeline_options!r}: {err}") from None
-    if argv and importlib.util.find_spec("apache_beam") is None:
-        raise DataError(f"--workers/--beam_pipeline_options need Apache Beam: {BEAM_INSTALL}")
+    if argv:
+        require_beam()
     return argv
 
 
-def run_stage(
-    items: Sequence[inputs_lib.SongInput], spec: StageSpec, argv: Sequence[str]
-) -> frozenset[str]:
-    """Run the per-song stage over ``items`` on Beam with pipeline arguments ``argv``.
-
-    Returns:
-        The cache keys this stage wrote (new or rewritten entries), so the writer can tell them
-        from songs cached by an earlier build.
-
-    Raises:
-        DataError: apache_beam is not installed (the message names the install command), or a
-            worker's separator differs from the driver's (see :mod:`~.beam_stage`).
+def require_beam() -> None:
+    """Raises:
+    DataError: apache_beam is not installed; the one-line message names the install command.
     """
-    try:
-        from shared_data.dataset import beam_stage
-    except ImportError as err:
-        if "apache_beam" not in str(err):
-            raise
-        raise DataError(
-            f"--workers/--beam_pipeline_options need Apache Beam: {BEAM_INSTALL}"
-        ) from None
-    cache = SongCache(Path(spec.cache_dir))
-    before = snapshot(cache)
-    todo = [it for it in items if it.reject_reason is None]
-    beam_stage.run_pipeline(todo, spec, list(argv))
-    after = snapshot(cache)
-    return frozenset(k for k, stat in after.items() if before.get(k) != stat)
+    if importlib.util.find_spec("apache_beam") is None:
+        raise DataError(f"--workers/--beam_pipeline_options need Apache Beam: {BEAM_INSTALL}")
