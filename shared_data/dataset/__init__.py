@@ -1,10 +1,15 @@
 """The ``vocal_mels`` dataset: songs -> separated stem -> 3-s log-mel clips, as TFDS array_record.
 
-``builder`` (the TFDS builder and ``open_dataset``), ``inputs`` (the songs a build reads: folders,
-csv manifests, the synthetic corpus), ``cache`` (the per-song cache that makes builds resumable),
-``features`` (the feature definition), ``folds`` (song-grouped fold assignment), ``splits`` (fold
-splits and the training data order), ``gallery`` (one clip per label as a PNG), ``build_cli``
-(``python -m shared_data.build``).
+``builder`` (the TFDS builder), ``configs`` (its configs and constants), ``walk`` and ``inputs``
+(the songs a build reads: folders with their links, csv manifests, the synthetic corpus),
+``songs`` (per-song processing and the mel statistics), ``stage`` (one song's expensive work,
+shared by the single-process build and the Beam workers), ``beam_stage`` (that work on Apache
+Beam, the optional ``--workers``/``--beam_pipeline_options`` path), ``presence`` (the stem's level
+against the mix), ``cache`` (the per-song cache that makes builds resumable), ``reuse`` (whether
+an existing dataset may be reused), ``report`` (``build_report.json`` and the metadata),
+``opened`` (``open_dataset``), ``features`` (the feature definition), ``folds`` (song-grouped
+fold assignment, stratified or hashed), ``splits`` (fold splits and the training data order),
+``gallery`` (one clip per label as a PNG), ``build_cli`` (``python -m shared_data.build``).
 May import: :mod:`shared_data.separation`, :mod:`shared_data.corpus`, :mod:`shared_data.audio`,
 :mod:`shared_data.errors`, :mod:`shared_data.cli`; never a backend.
 """

@@ -89,7 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
         "near-silent in too many songs",
     )
     _add_output_flags(p)
+    _add_beam_flags(p)
     return p
+
+
+def _add_beam_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="run the per-song stage (decode, separate, featurise) on Apache Beam's DirectRunner "
+        "with this many local processes, then write as usual (needs pip install -e '.[beam]')",
+    )
+    p.add_argument(
+        "--beam_pipeline_options",
+        metavar="OPTIONS",
+        help="run the per-song stage on Beam with these pipeline options, e.g. "
+        '"--runner=FlinkRunner --flink_master=HOST:8081"; the song cache under --data_dir must '
+        "be on storage every worker shares",
+    )
 
 
 def _add_output_flags(p: argparse.ArgumentParser) -> None:
@@ -209,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shared_data.dataset.builder import build_dataset
     from shared_data.dataset.gallery import dataset_gallery
     from shared_data.dataset.opened import open_dataset
+    from shared_data.dataset.stage import beam_argv
 
     tfds.disable_progress_bar()  # ours counts songs; TFDS's would count records twice over
     started = time.monotonic()
@@ -225,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fold_method=args.fold_method,
             overwrite=args.overwrite,
             progress=not args.no_progress,
+            beam_argv=beam_argv(args.workers, args.beam_pipeline_options),
         )
     except OSError as err:
         user_error = _write_error(err, args.data_dir)

@@ -65,7 +65,6 @@ from shared_data.dataset.configs import (
     json_normal,
     record_features,
 )
-from shared_data.dataset.features import song_to_mels
 from shared_data.dataset.folds import (
     DEFAULT_FOLD_METHOD,
     DEFAULT_FOLDS,
@@ -83,8 +82,9 @@ from shared_data.dataset.report import (
 )
 from shared_data.dataset.reuse import check_existing, remove_stale_incomplete
 from shared_data.dataset.songs import Song, SongSettings, process_songs
+from shared_data.dataset.stage import StageSpec, featurise_song, require_beam
 from shared_data.errors import DataError
-from shared_data.separation.registry import get_separator, require_stem, select_stem
+from shared_data.separation.registry import get_separator, require_stem
 
 # The public names other code imports from here, wherever they are defined now.
 __all__ = [
@@ -125,6 +125,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         folds: int = DEFAULT_FOLDS,
         fold_method: str = DEFAULT_FOLD_METHOD,
         progress: bool = True,
+        beam_argv: Sequence[str] = (),
         **kwargs: Any,
     ):
         """Args: the build options (see ``python -m shared_data.build --help``) and TFDS's own
@@ -137,6 +138,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         self._folds = validate_k(folds)
         self._fold_method = validate_method(fold_method)
         self._progress = progress
+        self._beam_argv = tuple(beam_argv)  # non-empty: the per-song stage runs on Beam first
         self._separator_obj: Any = None
         self._download_config: tfds.download.DownloadConfig | None = None
         self._listed: tuple[list[inputs_lib.SongInput], list[str]] | None = None
@@ -148,7 +150,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         # TFDS re-creates builders from this when pickling.
         self._original_state.update(
             separator=separator, stem=stem, backend=backend, input=input, strict=strict,
-            folds=folds, fold_method=fold_method, progress=progress,
+            folds=folds, fold_method=fold_method, progress=progress, beam_argv=self._beam_argv,
             file_format=kwargs["file_format"],
         )  # fmt: skip
         if self._input is not None and self.builder_config.source == "synthetic":
@@ -234,9 +236,16 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
             json_normal(separator.info()), self._stem, config.feature_params, config.seed,
             config.seconds,
         )  # fmt: skip
+        fresh = frozenset()
+        if self._beam_argv:
+            require_beam()  # before importing the module that imports apache_beam
+            from shared_data.dataset.beam_stage import run_stage
+
+            spec = StageSpec(self._separator_name, self._backend, settings, str(self.cache_dir))
+            fresh = run_stage(items, spec, self._beam_argv)
         done = process_songs(
             items, settings, cache, lambda wave: self._featurise(wave, separator),
-            desc=f"{NAME}/{config.name}", progress=self._progress,
+            desc=f"{NAME}/{config.name}", progress=self._progress, fresh=fresh,
         )  # fmt: skip
         if done.n_cached:
             print(f"resumed: {done.n_cached} of {len(items)} songs reused from the cache")
@@ -329,14 +338,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
     ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
         """A whole song ``[2, n]`` @ 44.1 kHz -> (mels of its stem ``[n_clips, 128, 128]``, the
         stem and mix levels of :func:`shared_data.dataset.presence.measure`, None for the mix)."""
-        stems = separator.separate([wave])[0]
-        stem = select_stem(stems, self._stem, separator_name=separator.name)
-        params = self.builder_config.feature_params
-        mels = song_to_mels(stem, SEPARATION_SR, params)
-        if self._stem == "mix":
-            return mels, None
-        mix = stems.get("mix", wave)
-        return mels, presence.measure(stem, mix, mels.shape[0], params, SEPARATION_SR)
+        return featurise_song(wave, separator, self._stem, self.builder_config.feature_params)
 
     def _input_root(self) -> Path:
         if self._input is not None:
@@ -385,11 +387,14 @@ def build_dataset(
     fold_method: str = DEFAULT_FOLD_METHOD,
     overwrite: bool = False,
     progress: bool = True,
+    beam_argv: Sequence[str] = (),
 ) -> VocalMels:
     """Build (or reuse) ``vocal_mels/<config>`` under ``data_dir`` and return its builder.
 
     ``overwrite=True`` deletes an existing dataset of this config first (the song cache stays,
-    so unchanged songs are not separated again).
+    so unchanged songs are not separated again). ``beam_argv``: Beam pipeline arguments
+    (:func:`shared_data.dataset.stage.beam_argv`); when given, the per-song stage runs on Beam
+    before the writer (:mod:`shared_data.dataset.stage`).
 
     Raises:
         DataError: see :meth:`VocalMels.download_and_prepare`.
@@ -399,6 +404,7 @@ def build_dataset(
     kwargs = dict(
         data_dir=os.fspath(root), config=cfg, separator=separator, stem=stem, backend=backend,
         input=input, strict=strict, folds=folds, fold_method=fold_method, progress=progress,
+        beam_argv=beam_argv,
     )  # fmt: skip
     builder = VocalMels(**kwargs)
     if overwrite and builder.data_path.exists():

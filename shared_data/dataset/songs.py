@@ -84,23 +84,30 @@ class SongSettings:
     seconds: float
 
 
+def song_key(data: inputs_lib.SongData, settings: SongSettings) -> str:
+    """The cache key of a fingerprinted song under ``settings`` (hex SHA-256)."""
+    return cache_key(
+        input_sha256=data.sha256,
+        separator=settings.separator_info,
+        stem=settings.stem,
+        feature_params=settings.params.to_dict(),
+    )
+
+
 def _one(
     item: inputs_lib.SongInput,
     data: inputs_lib.SongData,
     settings: SongSettings,
     cache: SongCache,
     featurise: Featurise,
+    fresh: frozenset[str],
 ) -> tuple[str, np.ndarray, dict[str, Any], bool]:
-    """``(cache key, mels, presence fields, came from cache)`` of one fingerprinted song."""
-    key = cache_key(
-        input_sha256=data.sha256,
-        separator=settings.separator_info,
-        stem=settings.stem,
-        feature_params=settings.params.to_dict(),
-    )
+    """``(cache key, mels, presence fields, came from an earlier build's cache)`` of one
+    fingerprinted song; entries whose key is in ``fresh`` were computed by this build."""
+    key = song_key(data, settings)
     entry = cache.get_entry(key)
     if entry is not None:
-        return key, entry["mels"], presence.row_fields(entry), True
+        return key, entry["mels"], presence.row_fields(entry), key not in fresh
     mels, levels = featurise(data.load())
     if mels.shape[0] == 0:
         raise AudioError(item.path, "no clip: shorter than the minimum length")
@@ -116,8 +123,12 @@ def process_songs(
     *,
     desc: str,
     progress: bool,
+    fresh: frozenset[str] = frozenset(),
 ) -> Processed:
     """Process ``items`` in order; a bad file becomes a rejected row, never an exception.
+
+    ``fresh``: cache keys this build already computed (its Beam stage); they are not counted as
+    reused from an earlier build.
 
     Rows: ``path``, ``label``, ``split``, ``status`` (ok|rejected), ``reason``, ``n_clips``,
     ``song_id``/``sha256`` (once known), ``cached`` and the stem-presence fields of
@@ -142,7 +153,7 @@ def process_songs(
                     "is used once, so this copy is left out",
                 )
             first_of_sha[data.sha256] = item.path
-            key, mels, fields, cached = _one(item, data, settings, cache, featurise)
+            key, mels, fields, cached = _one(item, data, settings, cache, featurise, fresh)
         except AudioError as err:
             out.rows.append({**row, "status": "rejected", "reason": err.reason, "n_clips": 0})
             continue
