@@ -37,6 +37,7 @@ from shared_data.ensemble import evaluation as ev
 from shared_data.ensemble import loaders
 from shared_data.ensemble.loaders import register_member_loader
 from shared_data.ensemble.members import MemberError, MemberInfo
+from shared_data.training.resume_check import CheckpointError
 
 __all__ = [
     "CHECKPOINTS",
@@ -53,24 +54,24 @@ CHECKPOINTS = ev.CHECKPOINTS
 DEFAULT_BATCH = ev.DEFAULT_BATCH
 
 
-def _checkpoint_step(run_dir: Path, which: str) -> int:
+def _restore(run_dir: Path, which: str) -> tuple[int, dict[str, Any]]:
+    """The newest readable ``which`` checkpoint's step and raw state (``best`` falls back to the
+    latest and older ones, each skip warned about on stderr)."""
     from jax_impl.checkpoint import CHECKPOINT_DIR, Checkpoints
 
     if not (run_dir / CHECKPOINT_DIR).is_dir():
         raise MemberError(f"JAX run {run_dir} has no {CHECKPOINT_DIR}/ folder: it never saved one")
     checkpoints = Checkpoints(run_dir)
     try:
-        step = checkpoints.best_step() if which == "best" else None
-        if step is None:
-            if which == "best":
-                print(f"note: {run_dir} has no best-validation checkpoint; using its latest",
-                      file=sys.stderr)  # fmt: skip
-            step = checkpoints.latest_step()
+        if which == "best" and checkpoints.best_step() is None:
+            print(f"note: {run_dir} has no best-validation checkpoint; using its latest",
+                  file=sys.stderr)  # fmt: skip
+        restored = checkpoints.restore_readable(which, None)
+    except CheckpointError as err:
+        raise MemberError(f"JAX run {run_dir}: {err}") from None
     finally:
         checkpoints.close()
-    if step is None:
-        raise MemberError(f"JAX run {run_dir} holds no complete checkpoint")
-    return step
+    return restored.step, restored.state
 
 
 def _flatten(tree: Any, prefix: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -93,23 +94,8 @@ def read_jax_variables(run_dir: str | Path, checkpoint: str = "best") -> dict[st
     Returns:
         ``{NNX path "layer1.0.conv1.kernel": array}``.
     """
-    import orbax.checkpoint as ocp
-
-    from jax_impl.checkpoint import CHECKPOINT_DIR
-
     run_dir = Path(run_dir)
-    step = _checkpoint_step(run_dir, checkpoint)
-    manager = ocp.CheckpointManager(
-        run_dir.absolute() / CHECKPOINT_DIR,
-        item_names=("state", "meta"),
-        # create=False: reading must not make folders; read_only=True would log three warnings.
-        options=ocp.CheckpointManagerOptions(create=False),
-    )
-    try:
-        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    finally:
-        manager.close()
-    state = restored["state"]
+    step, state = _restore(run_dir, checkpoint)
     missing = [k for k in ("params", "rest") if k not in state]
     if missing:
         raise MemberError(f"checkpoint step {step} of {run_dir} lacks {missing}")

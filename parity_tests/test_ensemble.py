@@ -16,7 +16,7 @@ synthetic songs none of them saw (``ensemble_heldout``).
    misaligned classes would break it) and its accuracy is at least its worse member's. Its accuracy
    is at least its **best** member's where the members are of comparable quality and below the
    task's ceiling, and that is asserted on five members each trained for 3 epochs on a different 4
-   of the 5 folds (``tests/ensemble_fixtures.fold_member``, seeds 0-4). The same construction with
+   of the 5 folds (``ensemble_runs.fold_member``, seeds 0-4). The same construction with
    seeds b+k, b = 0, 10, ..., 90: members scored 0.44-0.94; the
    five-member ensemble beat its best member in 8 of 10 cases by 3.5 to 11 points (b=0: members
    [0.795 0.535 0.55 0.825 0.795], ensemble 0.89) and lost in the 2 where one member was 10+ points

@@ -20,7 +20,7 @@ from shared_data.dataset.build_cli import main as build_main
 from shared_data.dataset.builder import build_dataset, open_dataset
 from shared_data.dataset.stage import BEAM_INSTALL, beam_argv
 from shared_data.errors import DataError
-from tests.builder_fixtures import load_report
+from tests.support.builder_inputs import load_report
 
 needs_beam = pytest.mark.skipif(
     importlib.util.find_spec("apache_beam") is None, reason=f"needs the beam extra: {BEAM_INSTALL}"

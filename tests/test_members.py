@@ -129,3 +129,20 @@ def test_the_evaluated_fold_is_the_one_every_member_held_out(tmp_path):
     c = dataclasses.replace(a, fold=0)
     with pytest.raises(MemberError, match=r"different folds \[0, 3\]"):
         default_fold([a, c], None)
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"mel_std": 0.0}, "mel_std must be positive"),
+        ({"mel_std": float("nan")}, "mel_std must be a finite number"),
+        ({"mel_mean": "loud"}, "mel_mean must be a finite number"),
+        ({"label_names": []}, "label_names must be a non-empty list"),
+        ({"stem": None}, "stem must be a string"),
+    ],
+)
+def test_a_damaged_dataset_record_is_refused_naming_the_field(tmp_path, change, field):
+    run = make_run(tmp_path / "a", dataset=_dataset(**change))
+    with pytest.raises(MemberError, match=field) as err:
+        read_member(run)
+    assert "recipe.json" in str(err.value)

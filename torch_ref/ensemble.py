@@ -22,6 +22,7 @@ from shared_data.ensemble import evaluation as ev
 from shared_data.ensemble import loaders
 from shared_data.ensemble.loaders import register_member_loader
 from shared_data.ensemble.members import MemberError, MemberInfo
+from shared_data.training.resume_check import CheckpointError
 from torch_ref.models import create_model
 
 __all__ = [
@@ -48,17 +49,16 @@ def read_torch_state(run_dir: str | Path, checkpoint: str = "best") -> dict[str,
 
     run_dir = Path(run_dir)
     checkpoints = Checkpoints(run_dir)
-    state = checkpoints.restore(checkpoint)[0] if checkpoints.path(checkpoint) else None
-    if state is None:
-        if checkpoint == "best" and checkpoints.path("latest"):
-            print(f"note: {run_dir} has no best-validation checkpoint; using its latest",
-                  file=sys.stderr)  # fmt: skip
-        state = checkpoints.restore("latest")[0] if checkpoints.path("latest") else None
-    if state is None:
+    if checkpoint == "best" and not checkpoints.path("best") and checkpoints.path("latest"):
+        print(f"note: {run_dir} has no best-validation checkpoint; using its latest",
+              file=sys.stderr)  # fmt: skip
+    try:
+        state = checkpoints.restore_readable(checkpoint, "cpu").state
+    except CheckpointError as err:
         raise MemberError(
-            f"torch run {run_dir} holds no checkpoint ({checkpoints.best_path.name} or "
+            f"torch run {run_dir}: {err} ({checkpoints.best_path.name} or "
             f"{checkpoints.latest_path.name} in {checkpoints.directory})"
-        )
+        ) from None
     model_state = state.get("model")
     if not isinstance(model_state, dict):
         raise MemberError(f"the checkpoint of {run_dir} has no 'model' state dict")

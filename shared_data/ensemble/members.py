@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -166,6 +167,7 @@ def read_member(run_dir: str | os.PathLike[str]) -> MemberInfo:
         params = FeatureParams.from_dict(data["feature_params"])
     except DataError as err:
         raise MemberError(f"member {path}: {err}") from err
+    _check_dataset_record(path / RECIPE_FILE, data)
     return MemberInfo(
         run_dir=path,
         backend=backend,
@@ -183,6 +185,36 @@ def read_member(run_dir: str | os.PathLike[str]) -> MemberInfo:
         in_chans=int(recipe.get("in_chans", 1)),
         recipe=dict(recipe),
     )
+
+
+def _check_dataset_record(where: Path, data: Mapping[str, Any]) -> None:
+    """Refuse a dataset record that would make predictions meaningless (NaN probabilities from a
+    zero or non-finite ``mel_std``, no classes, a field of the wrong type), naming the field."""
+
+    def bad(field: str, why: str) -> MemberError:
+        return MemberError(
+            f"{where}: {field} {why} (got {data.get(field)!r}); the file is damaged: retrain, or "
+            "copy recipe.json back from the run that wrote it"
+        )
+
+    labels = data.get("label_names")
+    if not isinstance(labels, list | tuple) or not labels:
+        raise bad("label_names", "must be a non-empty list of class names")
+    if not all(isinstance(x, str) for x in labels):
+        raise bad("label_names", "must hold strings")
+    for field in ("mel_mean", "mel_std"):
+        value = data.get(field)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise bad(field, "must be a finite number")
+    if data["mel_std"] <= 0:
+        raise bad("mel_std", "must be positive")
+    for field in ("separator", "stem"):
+        if not isinstance(data.get(field), str):
+            raise bad(field, "must be a string")
 
 
 def _describe(field: str, value: Any) -> str:
