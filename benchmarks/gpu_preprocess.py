@@ -17,7 +17,7 @@ recorded as skipped with the reason and what would make it run:
   - ``random``: random weights of the checkpoint's shapes (nothing to carry; a timing only).
 
 - **Log-mels** (``jax_impl.features``, on the accelerator) take librosa's window and mel filter
-  bank (through ``shared_data.features``), so they need librosa and its dependencies; skipped
+  bank (through ``shared_data.dataset.features``), so they need librosa; skipped
   when librosa is not installed.
 
 The song is white noise (speed does not depend on content); the first call of each part is
@@ -34,9 +34,9 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
-from shared_data.spleeter_chunks import DEFAULT_PARAMS
 
-from shared_data import spleeter_weights
+from shared_data.separation import weights as spleeter_weights
+from shared_data.separation.chunks import DEFAULT_PARAMS
 
 SR = DEFAULT_PARAMS.sample_rate
 MEL_SR = 22_050
@@ -112,9 +112,9 @@ def _separator(backend: str, states: dict[str, Any], batch_patches: int) -> Any:
     # handing them other states of the same shapes is what a weights file or a timing needs.
     with mock.patch.object(spleeter_weights, "load_stem_states", return_value=states):
         if backend == "jax":
-            from jax_impl.separation import SpleeterSeparator
+            from jax_impl.spleeter import SpleeterSeparator
         else:
-            from torch_ref.separation import SpleeterSeparator
+            from torch_ref.spleeter import SpleeterSeparator
         return SpleeterSeparator(batch_patches=batch_patches)
 
 
