@@ -41,7 +41,7 @@ def _config(instrumental: tuple[str, ...]) -> VocalMelsConfig:
 @pytest.fixture
 def oracle(monkeypatch) -> str:
     """The ``oracle`` separator (true stems) for both versions of the tiny corpus."""
-    monkeypatch.setattr(separation, "_FACTORIES", dict(separation._FACTORIES))
+    monkeypatch.setattr(separation.SEPARATORS, "_entries", dict(separation.SEPARATORS._entries))
     songs = [
         generate_song(g, i, seed=0, seconds=4.0, instrumental=bare)
         for g in (SUNG, BARE)
