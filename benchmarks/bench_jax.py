@@ -33,7 +33,7 @@ from flax import nnx
 
 from benchmarks.combo import STEPS_PER_EPOCH, Combo, bench_recipe, synthetic_batch
 from benchmarks.flops import jax_compiled_flops
-from benchmarks.hardware import host_peak_rss_bytes
+from benchmarks.hardware import host_peak_rss_bytes, reset_host_peak_rss
 from jax_impl import augment
 from jax_impl import train_step as ts
 from jax_impl.models import create_model
@@ -51,7 +51,7 @@ class _JaxBase:
         self.combo = combo
         self.batch_size = combo.batch_size
         self.device = jax.devices()[0]
-        self.rss_before = host_peak_rss_bytes()
+        self.rss_before = reset_host_peak_rss()
         self.recipe = bench_recipe(combo)
         self.dtype, self.param_dtype = compute_dtypes(combo.precision)
         self.schedule = make_schedule(self.recipe, STEPS_PER_EPOCH)

@@ -21,7 +21,7 @@ import torch
 
 from benchmarks.combo import STEPS_PER_EPOCH, Combo, bench_recipe, synthetic_batch
 from benchmarks.flops import torch_flops
-from benchmarks.hardware import host_peak_rss_bytes
+from benchmarks.hardware import host_peak_rss_bytes, reset_host_peak_rss
 from torch_ref import augment, steps
 from torch_ref.models import create_model
 from torch_ref.schedule import make_schedule, step_scheduler
@@ -42,7 +42,7 @@ class TorchWorkload:
         if cuda:
             torch.backends.cudnn.benchmark = True
             torch.cuda.reset_peak_memory_stats()
-        self.rss_before = host_peak_rss_bytes()
+        self.rss_before = reset_host_peak_rss()
         self.recipe = bench_recipe(combo)
         self.spec = self.recipe.spec_augment()
         self.autocast_dtype = torch.bfloat16 if combo.precision == "bf16" else None

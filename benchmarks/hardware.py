@@ -3,7 +3,8 @@
 API::
 
     env = environment(command)     # {"device": {...}, "versions": {...}, "load": {...}, ...}
-    rss = host_peak_rss_bytes()    # this process's peak resident set so far (Linux)
+    base = reset_host_peak_rss()   # start a peak window at the current resident set (Linux)
+    rss = host_peak_rss_bytes()    # this process's peak resident set since then
 
 Peak memory kinds (the ``peak_mem_kind`` of a result):
 
@@ -11,7 +12,7 @@ Peak memory kinds (the ``peak_mem_kind`` of a result):
 - ``"cuda_max_memory_allocated"``: torch on CUDA, ``torch.cuda.max_memory_allocated()``
   (the caching allocator's live tensors; cached-but-free blocks are not counted).
 - ``"host_peak_rss_delta"``: on the CPU, the growth of the process's peak resident set size
-  (``ru_maxrss``) from just before the model is built to the end of the run. Every combination
+  (``VmHWM``, reset just before the model is built) to the end of the run. Every combination
   runs in a fresh process, so earlier runs do not hide its peak; the figure includes the
   framework's own allocations (XLA's compiler, torch's caches), so it bounds the step's memory
   from above.
@@ -36,9 +37,44 @@ PEAK_MEM_KINDS: tuple[str, ...] = (
 )
 
 
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (``VmHWM``, ``VmRSS``) in bytes; None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def host_peak_rss_bytes() -> int:
-    """``ru_maxrss`` of this process in bytes (Linux reports KiB)."""
+    """This process's peak resident set in bytes since the last :func:`reset_host_peak_rss`.
+
+    ``VmHWM`` belongs to the address space, so unlike ``ru_maxrss`` it does not carry over the
+    peak of the process that forked and exec'd this one (a large pytest parent would otherwise
+    hide the child's whole run). Falls back to ``ru_maxrss`` where ``/proc`` is missing.
+    """
+    hwm = _status_bytes("VmHWM")
+    if hwm is not None:
+        return hwm
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_host_peak_rss() -> int:
+    """Start a new peak window at the current resident set and return its size in bytes.
+
+    Writing ``5`` to ``/proc/self/clear_refs`` resets ``VmHWM`` to ``VmRSS`` (Linux >= 4.0);
+    where that is not allowed the window keeps the process's earlier peak, and the delta
+    measured against it can only under-report.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    return host_peak_rss_bytes()
 
 
 def load_average() -> dict[str, float] | None:

@@ -66,6 +66,7 @@ def smoke(tmp_path_factory):
 @pytest.mark.slow
 def test_smoke_record_follows_the_schema(smoke):
     doc = smoke["doc"]
+    assert report.validate(doc) == []
     assert smoke["status"] == 0, doc.get("failures")
     assert doc["schema_version"] == throughput.SCHEMA_VERSION
     for key in ("device", "versions", "command", "date", "results", "ratios", "settings"):
@@ -180,6 +181,27 @@ def test_append_measures_only_missing_combinations(tmp_path):
         throughput.load_previous(record, {"name": "cpu"})
     with pytest.raises(BenchmarkError, match="--append needs --out"):
         throughput.main(["--append"])
+
+
+PEAK_WINDOW_CHILD = """
+from benchmarks.hardware import host_peak_rss_bytes, reset_host_peak_rss
+base = reset_host_peak_rss()
+block = bytearray(64 * 2**20)
+block[::4096] = b"1" * len(block[::4096])
+print(host_peak_rss_bytes() - base)
+"""
+
+
+def test_a_child_measures_its_own_peak_under_a_larger_parent():
+    # ru_maxrss survives fork+exec, so under a parent bigger than the child's whole run the
+    # child's growth read 0; VmHWM restarts with the child's address space.
+    ballast = bytearray(256 * 2**20)
+    ballast[::4096] = b"1" * len(ballast[::4096])
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_WINDOW_CHILD], capture_output=True, text=True, check=True
+    )
+    del ballast
+    assert 60 * 2**20 <= int(out.stdout) < 128 * 2**20
 
 
 def test_cpu_threads_pin_the_child():
