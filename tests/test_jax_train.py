@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 
 import jax
@@ -30,6 +29,7 @@ from shared_data.training import cross_validation as cv_folds
 from shared_data.training import metrics_log
 from shared_data.training.recipe import Recipe
 from shared_data.training.split import load_training_data
+from tests.support.tensorboard import tf_records
 from tests.support.tiny_runs import tiny_recipe
 
 
@@ -45,16 +45,6 @@ def full_run(jax_full_run) -> dict:
 
 def _records(workdir: Path) -> list[dict]:
     return [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
-
-
-def _tf_records(path: Path) -> list[bytes]:
-    """The payloads of a TFRecord file (length, length-CRC, data, data-CRC)."""
-    raw, out, pos = path.read_bytes(), [], 0
-    while pos < len(raw):
-        (length,) = struct.unpack("<Q", raw[pos : pos + 8])
-        out.append(raw[pos + 12 : pos + 12 + length])
-        pos += 12 + length + 4
-    return out
 
 
 def _saved_params(workdir: Path, step: int) -> dict:
@@ -91,7 +81,7 @@ def test_run_directory_outputs(full_run, tiny):
 
     assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (events,) = (workdir / "tensorboard").glob("events.out.tfevents.*")
-    payload = b"".join(_tf_records(events))
+    payload = b"".join(tf_records(events))
     assert b"epoch_val/acc" in payload and b"train/loss" in payload and b"train/lr" in payload
 
     ckpts = ckpt_lib.Checkpoints(workdir)
