@@ -1,12 +1,12 @@
 """The torch workloads of the throughput benchmark (the mirror of ``benchmarks/bench_jax.py``).
 
 ``TorchWorkload(combo)`` runs what one iteration of ``torch_ref.train`` runs: the step's draws
-from its seeded CPU generator (``torch_ref.steps.step_generator``), the model RNG seeded
-(``seed_model_rng``), ``torch_ref.steps.train_step`` (SpecAugment, Mixup, bf16 autocast when
+from its seeded CPU generator (``torch_ref.train_step.step_generator``), the model RNG seeded
+(``seed_model_rng``), ``torch_ref.train_step.train_step`` (SpecAugment, Mixup, bf16 autocast when
 asked, backward, optimizer step) and the scheduler step, with the model in ``channels_last``.
 Backend ``torch_compile`` wraps the model in ``torch.compile`` as ``torch_ref.train --compile``
 does (the default inductor backend and mode). Inference is the eval-mode forward under
-``torch.no_grad`` (and autocast), as ``torch_ref.steps.eval_logits``.
+``torch.no_grad`` (and autocast), as ``torch_ref.train_step.eval_logits``.
 
 On CUDA, ``cudnn.benchmark`` is on (as in ``torch_ref.train``); fp32 runs keep torch's defaults
 (TF32 convolutions, fp32 matmuls).
@@ -22,7 +22,8 @@ import torch
 from benchmarks.combo import STEPS_PER_EPOCH, Combo, bench_recipe, synthetic_batch
 from benchmarks.flops import torch_flops
 from benchmarks.hardware import host_peak_rss_bytes, reset_host_peak_rss
-from torch_ref import augment, steps
+from torch_ref import augment
+from torch_ref import train_step as ts
 from torch_ref.models import create_model
 from torch_ref.schedule import make_schedule, step_scheduler
 
@@ -51,7 +52,7 @@ class TorchWorkload:
             combo.model, combo.num_classes, in_chans=1, **self.recipe.model_kwargs()
         )
         self.model.to(device=self.device, memory_format=torch.channels_last)
-        self.optimizer = steps.make_optimizer(self.model.parameters(), self.recipe)
+        self.optimizer = ts.make_optimizer(self.model.parameters(), self.recipe)
         self.scheduler = make_schedule(self.optimizer, self.recipe)
         compiled = combo.backend == "torch_compile"
         self.step_model = torch.compile(self.model) if compiled else self.model
@@ -65,12 +66,12 @@ class TorchWorkload:
 
     def _step(self, model: torch.nn.Module, i: int) -> torch.Tensor:
         """One iteration of ``torch_ref.train``'s loop (draws, step, scheduler); the loss."""
-        g = steps.step_generator(self.recipe.seed, EPOCH, i)
+        g = ts.step_generator(self.recipe.seed, EPOCH, i)
         b, _, h, w = self.x.shape
         spec_draws = augment.draw_spec_augment(g, self.spec, b, h, w)
         mix = augment.draw_mixup(g, self.recipe.mixup_alpha, b)
-        steps.seed_model_rng(self.recipe.seed, EPOCH, i)
-        loss, _ = steps.train_step(
+        ts.seed_model_rng(self.recipe.seed, EPOCH, i)
+        loss, _ = ts.train_step(
             model,
             self.optimizer,
             self.x,

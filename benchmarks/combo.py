@@ -2,7 +2,7 @@
 
 The backends: ``jax`` (the functional ``nnx.split`` + ``jax.jit`` step of ``jax_impl.train_step``
 with donated state, what ``jax_impl.train`` runs), ``jax_nnxjit`` (the same step written the
-``nnx.jit`` way, as a comparison), ``torch`` (eager ``torch_ref.steps.train_step``) and
+``nnx.jit`` way, as a comparison), ``torch`` (eager ``torch_ref.train_step.train_step``) and
 ``torch_compile`` (the same with the model ``torch.compile``d, as ``torch_ref.train --compile``).
 """
 

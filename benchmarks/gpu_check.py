@@ -41,9 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
+from benchmarks.child import RESULT_MARKER, in_subprocess
 from benchmarks.combo import BenchmarkError, Combo
 from benchmarks.hardware import load_average
-from benchmarks.throughput import RESULT_MARKER, SCHEMA_VERSION, in_subprocess
+from benchmarks.throughput import SCHEMA_VERSION
 
 PROG = "python -m benchmarks.gpu_check"
 MODELS = ("resnet18", "resnext50_32x4d", "densenet201", "shake_shake26_2x96d")

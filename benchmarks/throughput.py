@@ -6,13 +6,13 @@
         --steps=50 [--warmup=3] [--input_size=128] [--cpu_threads=N] --out=FILE.json \
         [--append] [--png=FILE.png] [--preprocess]
 
-For every model x precision x backend it measures, on the first device of each framework:
-training throughput (samples/s) of the REAL train step (``jax_impl.train_step`` /
-``torch_ref.steps``, SpecAugment and Mixup inside the step as in training), inference throughput,
-median and p90 step time, compile/warm-up time, peak memory, FLOPs per sample and MFU. The timing
-protocol (warm-up excluded; one synchronisation at the end of the throughput pass; a separate pass
-synchronised per step for the median/p90) is documented in ``benchmarks/timing.py``; the backends
-in ``benchmarks/combo.py``; FLOP counting and MFU in ``benchmarks/flops.py``; memory kinds in
+For every model x precision x backend it measures, on the first device of each framework: training
+throughput (samples/s) of the REAL train step (``jax_impl.train_step`` / ``torch_ref.train_step``,
+SpecAugment and Mixup inside the step as in training), inference throughput, median and p90 step
+time, compile/warm-up time, peak memory, FLOPs per sample and MFU. The timing protocol (warm-up
+excluded; one synchronisation at the end of the throughput pass; a separate pass synchronised per
+step for the median/p90) is documented in ``benchmarks/timing.py``; the backends in
+``benchmarks/combo.py``; FLOP counting and MFU in ``benchmarks/flops.py``; memory kinds in
 ``benchmarks/hardware.py``.
 
 Every combination runs in a fresh Python process, so peak-memory figures are its own, one
@@ -81,146 +81,20 @@ JSON schema (``SCHEMA_VERSION`` 1)::
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.child import child_main, in_subprocess
 from benchmarks.combo import BACKENDS, PRECISIONS, BenchmarkError, Combo
 from shared_data.architecture.names import MODEL_NAMES
 from shared_data.training.recipe import MEMORY_EFFICIENT_MODELS
 
 SCHEMA_VERSION = 1
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-RESULT_MARKER = "BENCHMARK_RESULT "
 PROG = "python -m benchmarks.throughput"
-
-
-# --- one combination (runs in the child process) ----------------------------------------------
-
-
-def run_combo(combo: Combo, *, steps: int, warmup: int) -> dict[str, Any]:
-    """Measure ``combo`` in this process; the result row of the schema (module doc)."""
-    from benchmarks.flops import dense_peak_flops, mfu
-    from benchmarks.timing import measure
-
-    if combo.backend.startswith("jax"):
-        from benchmarks.bench_jax import make_workload
-
-        counter = "xla_cost_analysis"
-    else:
-        from benchmarks.bench_torch import make_workload
-
-        counter = "torch_flop_counter"
-    work = make_workload(combo)
-    timing = measure(work, steps=steps, warmup=warmup)
-    peak_bytes, peak_kind = work.peak_memory()
-    train_flops, infer_flops = work.train_flops(), work.infer_flops()
-    extra = work.extra()
-    per_sample = None if train_flops is None else train_flops / combo.batch_size
-    peak = (
-        None
-        if extra["device_name"] == "cpu"
-        else dense_peak_flops(extra["device_name"], combo.precision)
-    )
-    return {
-        "model": combo.label,
-        "memory_efficient": combo.memory_efficient,
-        "backend": combo.backend,
-        "precision": combo.precision,
-        "batch_size": combo.batch_size,
-        "input_size": combo.input_size,
-        **timing,
-        "peak_mem_bytes": int(peak_bytes),
-        "peak_mem_kind": peak_kind,
-        "flops_per_sample": per_sample,
-        "infer_flops_per_sample": None if infer_flops is None else infer_flops / combo.batch_size,
-        "flops_counter": counter,
-        "peak_flops": peak,
-        "mfu": mfu(per_sample, timing["train_samples_per_s"], peak),
-        **extra,
-    }
-
-
-def _child_main(spec: str) -> int:
-    payload = json.loads(spec)
-    if payload["kind"] == "environment":
-        from benchmarks.hardware import environment
-
-        result = environment(payload["command"])
-    else:
-        combo = Combo(**payload["combo"])
-        result = run_combo(combo, steps=payload["steps"], warmup=payload["warmup"])
-    print(RESULT_MARKER + json.dumps(result), flush=True)
-    return 0
-
-
-def child_env(cpu_threads: int | None) -> dict[str, str]:
-    """The child's environment: this one, with torch's thread count pinned when asked.
-
-    torch reads ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` at import. XLA:CPU ignores its thread
-    flags (``intra_op_parallelism_threads`` left both cores busy in a check) and sizes its pool
-    by the CPUs the process may run on, so :func:`_child_setup` restricts the child's affinity.
-    """
-    env = os.environ.copy()
-    if cpu_threads is not None:
-        env.update(OMP_NUM_THREADS=str(cpu_threads), MKL_NUM_THREADS=str(cpu_threads))
-    return env
-
-
-def _child_setup(cpu_threads: int | None):
-    """The child's ``preexec_fn``: die with the parent; run on ``cpu_threads`` CPUs if given.
-
-    Dying with the parent (Linux ``PR_SET_PDEATHSIG``): a benchmark killed from outside (a time
-    limit) must not leave a child holding the GPU. Elsewhere both steps are skipped.
-    """
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    cpus = set(allowed[:cpu_threads]) if cpu_threads is not None and allowed else None
-
-    def setup() -> None:
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        except (OSError, AttributeError):
-            pass
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    return setup
-
-
-def in_subprocess(
-    payload: dict[str, Any],
-    timeout_s: float,
-    cpu_threads: int | None = None,
-    module: str = "benchmarks.throughput",
-) -> dict[str, Any]:
-    """Run ``payload`` in a fresh interpreter; its result, or ``RuntimeError`` with the reason.
-
-    ``module``'s ``--child`` mode runs the payload and prints :data:`RESULT_MARKER` + JSON.
-    """
-    command = [sys.executable, "-m", module, "--child", json.dumps(payload)]
-    try:
-        proc = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=child_env(cpu_threads),
-            preexec_fn=_child_setup(cpu_threads),
-        )
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"timed out after {timeout_s:.0f} s (raise --timeout_s)") from None
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_MARKER)]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"exit status {proc.returncode}: {tail}")
-    return json.loads(lines[-1][len(RESULT_MARKER) :])
 
 
 def _preprocess_record(seconds: float, repeats: int, timeout_s: float) -> dict[str, Any]:
@@ -380,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.child is not None:
-        return _child_main(args.child)
+        return child_main(args.child)
     combos = combos_from_args(args)
     if args.append and args.out is None:
         raise BenchmarkError("--append needs --out (the record to extend)")

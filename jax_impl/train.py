@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -251,26 +250,12 @@ def train_epochs(
     hooks: Hook,
     logger: MetricsLogger,
 ) -> dict[str, float]:
-    """Train the remaining epochs; returns the last validation metrics ({} if none ran)."""
-    recipe, last_val = t.recipe, {}
-    for epoch in range(position.epoch, recipe.epochs):
-        t0 = time.perf_counter()
-        lr = train_epoch(t, data, position, checkpoints, hooks, logger)
-        record = loop.epoch_record(epoch, position, lr=lr, mixup=recipe.mixup_active(epoch),
-                                   time_s=time.perf_counter() - t0)  # fmt: skip
-        improved = False
-        if loop.eval_due(recipe, epoch):
-            last_val = evaluate(t, data)
-            record.update(last_val)
-            improved = position.record_validation(last_val["val_acc"], epoch)
-        loop.next_epoch(position)
-        # The record goes out before the checkpoint: a crash in between re-runs the epoch, and
-        # the resumed logger drops the record of the epoch it re-runs.
-        logger.log_epoch(record, step=position.global_step)
-        save(t, checkpoints, position, val_acc=last_val["val_acc"] if improved else None)
-        hooks.on_epoch_end(record)
-        log(loop.epoch_line(record, recipe.epochs))
-    return last_val
+    """Train the remaining epochs (:func:`shared_data.training.loop.run_epochs` of this
+    backend's :data:`STEPS`); returns the last validation metrics ({} if none ran)."""
+    return loop.run_epochs(STEPS, t, data, position, checkpoints, hooks, logger)
+
+
+STEPS = loop.EpochSteps(train_epoch=train_epoch, evaluate=evaluate, save=save, log=log)
 
 
 def summarize(

@@ -67,14 +67,14 @@ def full_precision():
 
 
 @pytest.fixture(scope="module")
-def run_dirs() -> list:
+def run_dirs(ensemble_runs) -> list:
     """jax seed 0, jax seed 1, torch seed 0, torch seed 1."""
-    return [*fx.members("jax"), *fx.members("torch")]
+    return [*ensemble_runs.members("jax"), *ensemble_runs.members("torch")]
 
 
 @pytest.fixture(scope="module")
-def heldout():
-    dataset = open_dataset(fx.heldout_dir(), fx.HELDOUT.name)
+def heldout(ensemble_runs):
+    dataset = open_dataset(ensemble_runs.heldout_dir(), fx.HELDOUT.name)
     clips = ev.select_clips(dataset, "train", None)
     return dataset.source("train"), clips
 
@@ -177,11 +177,11 @@ def test_ensemble_against_its_members(name, rows, results, heldout):
     assert f["ensemble"] >= min(f["members"])
 
 
-def test_an_ensemble_of_comparable_members_beats_its_best_member(heldout):
+def test_an_ensemble_of_comparable_members_beats_its_best_member(heldout, ensemble_runs):
     """Five JAX members, each trained on a different 4 of the 5 folds for 3 epochs (below the
     task's ceiling, see the module docstring), ensembled on the 200 held-out clips."""
     source, clips = heldout
-    runs = [fx.fold_member(k) for k in range(5)]
+    runs = [ensemble_runs.fold_member(k) for k in range(5)]
     with jax.default_matmul_precision("float32"):
         predictors = jax_ensemble.load_ensemble(runs, checkpoint="latest")
         result = ev.run_ensemble(predictors, source, clips.indices)

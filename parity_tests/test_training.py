@@ -34,8 +34,8 @@ from shared_data.training.split import load_training_data
 from torch_ref import augment as torch_augment
 from torch_ref import data as torch_data
 from torch_ref import schedule as torch_schedule
-from torch_ref import steps as torch_steps
 from torch_ref import train as torch_train
+from torch_ref import train_step as torch_steps
 from torch_ref.models import create_model as create_torch_model
 
 

@@ -176,7 +176,7 @@ def test_training_accuracy_under_mixup_credits_both_labels():
     """Example i is lam of clip i and 1 - lam of clip perm[i]: the prediction earns lam for
     label i and 1 - lam for label perm[i]; both backends agree; no Mixup = plain argmax hits."""
     from jax_impl.train_step import credited_correct as jax_credited
-    from torch_ref.steps import credited_correct as torch_credited
+    from torch_ref.train_step import credited_correct as torch_credited
 
     logits = np.array([[5, 0, 0], [0, 5, 0], [0, 0, 5], [5, 0, 0]], np.float32)  # preds 0,1,2,0
     lam = 0.7

@@ -22,7 +22,7 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import report, throughput
+from benchmarks import child, report, throughput
 from benchmarks.combo import BenchmarkError, Combo, bench_recipe
 from benchmarks.flops import dense_peak_flops, mfu, torch_flops
 from benchmarks.timing import measure, percentile_ms
@@ -208,8 +208,8 @@ def test_cpu_threads_pin_the_child():
     probe = "import os; print(len(os.sched_getaffinity(0)), os.environ['OMP_NUM_THREADS'])"
     out = subprocess.run(
         [sys.executable, "-c", probe],
-        env=throughput.child_env(1),
-        preexec_fn=throughput._child_setup(1),
+        env=child.child_env(1),
+        preexec_fn=child.child_setup(1),
         capture_output=True,
         text=True,
         check=True,

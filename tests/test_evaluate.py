@@ -22,8 +22,9 @@ from torch_ref import evaluate as torch_evaluate
 
 
 @pytest.fixture(scope="module")
-def members() -> str:
-    return f"{fx.trained_member('jax', 0)},{fx.trained_member('torch', 0)}"
+def members(ensemble_runs) -> str:
+    runs = ensemble_runs
+    return f"{runs.trained_member('jax', 0)},{runs.trained_member('torch', 0)}"
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +74,7 @@ def test_ensemble_cli_prints_members_and_ensemble(cli, members, capsys):
         assert all(0.0 <= float(x) <= 1.0 for x in line.split()[-2:])
 
 
-def test_evaluate_refuses_what_it_cannot_score(members, tmp_path):
+def test_evaluate_refuses_what_it_cannot_score(members, tmp_path, ensemble_runs):
     with pytest.raises(DataError, match="holds no clips"):
         jax_evaluate.main([f"--members={members}", "--fold=7", f"--out={tmp_path}"])
     with pytest.raises(DataError, match="has no split 'test'"):
@@ -82,6 +83,6 @@ def test_evaluate_refuses_what_it_cannot_score(members, tmp_path):
         empty = tmp_path / "empty_run"
         empty.mkdir()
         (empty / "recipe.json").write_text(
-            (fx.trained_member("jax", 0) / "recipe.json").read_text()
+            (ensemble_runs.trained_member("jax", 0) / "recipe.json").read_text()
         )
         jax_evaluate.main([f"--members={empty}", f"--out={tmp_path}"])

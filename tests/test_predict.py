@@ -30,8 +30,9 @@ from torch_ref import predict as torch_predict
 
 
 @pytest.fixture(scope="module")
-def members() -> str:
-    return f"{fx.trained_member('jax', 0)},{fx.trained_member('torch', 0)}"
+def members(ensemble_runs) -> str:
+    runs = ensemble_runs
+    return f"{runs.trained_member('jax', 0)},{runs.trained_member('torch', 0)}"
 
 
 @pytest.fixture(autouse=True)
@@ -173,7 +174,7 @@ class _StemSwapper:
 
 
 def test_songs_are_separated_with_the_members_separator_and_their_stem_is_used(
-    members, songs, tmp_path, monkeypatch
+    members, songs, tmp_path, monkeypatch, ensemble_runs
 ):
     swapper = _StemSwapper(generate_song("classical", 6, seed=11, seconds=6.0).mix)
     asked = []
@@ -185,10 +186,10 @@ def test_songs_are_separated_with_the_members_separator_and_their_stem_is_used(
     monkeypatch.setattr(predict_songs, "get_separator", get_separator)
     # The JAX member, re-labelled as trained on the "vocals" of that separator.
     run = tmp_path / "swapped"
-    shutil.copytree(fx.trained_member("jax", 0), run)
+    shutil.copytree(ensemble_runs.trained_member("jax", 0), run)
     info = json.loads((run / "recipe.json").read_text())
     info["run"][DATASET_KEY] = {
-        **dataset_record(open_dataset(fx.data_dir(), "synthetic_small")),
+        **dataset_record(open_dataset(ensemble_runs.data_dir(), "synthetic_small")),
         "separator": _StemSwapper.name,
         "stem": "vocals",
     }

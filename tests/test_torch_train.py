@@ -27,8 +27,8 @@ from tests.support import tiny_runs
 from tests.support.tiny_runs import tiny_recipe
 from torch_ref import checkpoint as ckpt_lib
 from torch_ref import cv as cv_lib
-from torch_ref import steps as steps_lib
 from torch_ref import train as train_lib
+from torch_ref import train_step as steps_lib
 from torch_ref.data import EpochBatchSampler
 
 

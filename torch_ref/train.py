@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,8 @@ from shared_data.training.train_cli import (
     os_errors_as_user_errors,
 )
 from shared_data.training.validation import validation_metrics
-from torch_ref import augment, steps
+from torch_ref import augment
+from torch_ref import train_step as ts
 from torch_ref.checkpoint import Checkpoints, meta_of, position_of, rng_state, set_rng_state
 from torch_ref.data import eval_batches, train_batches
 from torch_ref.models import create_model
@@ -81,10 +81,10 @@ def create_train_state(
     recipe: Recipe, data: TrainingData, rt: Runtime, *, compile_model: bool = False
 ) -> TrainState:
     """Build the model (seeded by ``recipe.seed``), optimizer, scheduler and loaders."""
-    steps.seed_init_rng(recipe.seed)
+    ts.seed_init_rng(recipe.seed)
     model = create_model(recipe.model, data.num_classes, in_chans=1, **recipe.model_kwargs())
     model.to(device=rt.device, memory_format=torch.channels_last)
-    optimizer = steps.make_optimizer(model.parameters(), recipe)
+    optimizer = ts.make_optimizer(model.parameters(), recipe)
     train_model: torch.nn.Module = model
     if rt.world > 1:
         ids = [rt.local_rank] if rt.device.type == "cuda" else None
@@ -207,11 +207,11 @@ def _train_step(t: TrainState, x, labels, epoch: int, i: int, mixup: bool, num_c
     recipe, rt = t.recipe, t.rt
     x = x.to(rt.device, non_blocking=True, memory_format=t.memory_format)
     labels = labels.to(rt.device, non_blocking=True)
-    g = steps.step_generator(recipe.seed, epoch, i, rt.rank)
+    g = ts.step_generator(recipe.seed, epoch, i, rt.rank)
     spec_draws = augment.draw_spec_augment(g, t.spec, x.shape[0], x.shape[2], x.shape[3])
     mix = augment.draw_mixup(g, recipe.mixup_alpha, x.shape[0]) if mixup else None
-    steps.seed_model_rng(recipe.seed, epoch, i, rt.rank)
-    return steps.train_step(
+    ts.seed_model_rng(recipe.seed, epoch, i, rt.rank)
+    return ts.train_step(
         t.train_model, t.optimizer, x, labels, spec_draws=spec_draws, mixup_draws=mix,
         num_classes=num_classes, label_smoothing=recipe.label_smoothing,
         fill_value=t.spec.fill_value, autocast_dtype=t.autocast_dtype,
@@ -221,7 +221,7 @@ def _train_step(t: TrainState, x, labels, epoch: int, i: int, mixup: bool, num_c
 def evaluate(t: TrainState, data: TrainingData) -> dict[str, float]:
     """``val_loss``, ``val_acc`` and ``val_song_acc`` on the validation fold: every rank scores
     its clips, the logits are gathered, and :func:`validation_metrics` scores them (as JAX)."""
-    logits, indices = steps.eval_logits(
+    logits, indices = ts.eval_logits(
         t.model, t.val_loader, t.rt.device, t.autocast_dtype, t.memory_format
     )
     gathered = gather_logits(logits, indices, data.val_indices, t.rt)
@@ -247,26 +247,12 @@ def train_epochs(
     hooks: Hook,
     logger: MetricsLogger,
 ) -> dict[str, float]:
-    """Train the remaining epochs; returns the last validation metrics ({} if none ran)."""
-    recipe, last_val = t.recipe, {}
-    for epoch in range(position.epoch, recipe.epochs):
-        t0 = time.perf_counter()
-        lr = train_epoch(t, data, position, checkpoints, hooks, logger)
-        record = loop.epoch_record(epoch, position, lr=lr, mixup=recipe.mixup_active(epoch),
-                                   time_s=time.perf_counter() - t0)  # fmt: skip
-        improved = False
-        if loop.eval_due(recipe, epoch):
-            last_val = evaluate(t, data)
-            record.update(last_val)
-            improved = position.record_validation(last_val["val_acc"], epoch)
-        loop.next_epoch(position)
-        # The record goes out before the checkpoint: a crash in between re-runs the epoch, and
-        # the resumed logger drops the record of the epoch it re-runs.
-        logger.log_epoch(record, step=position.global_step)
-        save(t, checkpoints, position, val_acc=last_val["val_acc"] if improved else None)
-        hooks.on_epoch_end(record)
-        log(loop.epoch_line(record, recipe.epochs))
-    return last_val
+    """Train the remaining epochs (:func:`shared_data.training.loop.run_epochs` of this
+    backend's :data:`STEPS`); returns the last validation metrics ({} if none ran)."""
+    return loop.run_epochs(STEPS, t, data, position, checkpoints, hooks, logger)
+
+
+STEPS = loop.EpochSteps(train_epoch=train_epoch, evaluate=evaluate, save=save, log=log)
 
 
 def summarize(

@@ -378,22 +378,16 @@ def build_dataset(
     data_dir: str | os.PathLike[str] | None = None,
     config: str | VocalMelsConfig = "synthetic",
     *,
-    separator: str = DEFAULT_SEPARATOR,
-    stem: str = DEFAULT_STEM,
-    backend: str = "auto",
-    input: str | os.PathLike[str] | None = None,  # noqa: A002 - the CLI flag's name
-    strict: bool = False,
-    folds: int = DEFAULT_FOLDS,
-    fold_method: str = DEFAULT_FOLD_METHOD,
     overwrite: bool = False,
-    progress: bool = True,
-    beam_argv: Sequence[str] = (),
+    **options: Any,
 ) -> VocalMels:
     """Build (or reuse) ``vocal_mels/<config>`` under ``data_dir`` and return its builder.
 
-    ``overwrite=True`` deletes an existing dataset of this config first (the song cache stays,
-    so unchanged songs are not separated again). ``beam_argv``: Beam pipeline arguments
-    (:func:`shared_data.dataset.stage.beam_argv`); when given, the per-song stage runs on Beam
+    ``options``: the build options of :class:`VocalMels` (``separator``, ``stem``, ``backend``,
+    ``input``, ``strict``, ``folds``, ``fold_method``, ``progress``, ``beam_argv``), with its
+    defaults. ``overwrite=True`` deletes an existing dataset of this config first (the song
+    cache stays, so unchanged songs are not separated again). With ``beam_argv`` (Beam pipeline
+    arguments, :func:`shared_data.dataset.stage.beam_argv`) the per-song stage runs on Beam
     before the writer (:mod:`shared_data.dataset.stage`).
 
     Raises:
@@ -401,11 +395,7 @@ def build_dataset(
     """
     cfg = config_for(config)
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    kwargs = dict(
-        data_dir=os.fspath(root), config=cfg, separator=separator, stem=stem, backend=backend,
-        input=input, strict=strict, folds=folds, fold_method=fold_method, progress=progress,
-        beam_argv=beam_argv,
-    )  # fmt: skip
+    kwargs = dict(data_dir=os.fspath(root), config=cfg, **options)
     builder = VocalMels(**kwargs)
     if overwrite and builder.data_path.exists():
         with SongCache(builder.cache_dir).lock(f"{NAME}/{cfg.name} in {root}"):

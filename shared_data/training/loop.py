@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,55 @@ def epoch_line(record: Mapping[str, Any], epochs: int) -> str:
         f"epoch {record['epoch'] + 1}/{epochs}: train loss {record['train_loss']:.4f} "
         f"acc {record['train_acc']:.4f}{val} lr {record['lr']:.3g} ({record['time_s']:.1f} s)"
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochSteps:
+    """One backend's named steps, as :func:`run_epochs` calls them.
+
+    ``train_epoch(t, data, position, checkpoints, hooks, logger) -> lr`` trains the current
+    epoch (updating ``position``), ``evaluate(t, data) -> metrics`` validates,
+    ``save(t, checkpoints, position, val_acc=...)`` checkpoints at ``position`` (``val_acc``
+    only when the epoch improved the best), ``log(line)`` prints a status line.
+    """
+
+    train_epoch: Callable[..., float]
+    evaluate: Callable[..., dict[str, float]]
+    save: Callable[..., None]
+    log: Callable[[str], None]
+
+
+def run_epochs(
+    steps: EpochSteps,
+    t: Any,
+    data: Any,
+    position: RunPosition,
+    checkpoints: Any,
+    hooks: Any,
+    logger: Any,
+) -> dict[str, float]:
+    """Train ``t`` (a backend's ``TrainState``, with its ``recipe``) from ``position.epoch`` to
+    the last epoch, in the order both backends end an epoch: record, validate, advance, log,
+    checkpoint, hooks. Returns the last validation metrics ({} if none ran)."""
+    recipe, last_val = t.recipe, {}
+    for epoch in range(position.epoch, recipe.epochs):
+        t0 = time.perf_counter()
+        lr = steps.train_epoch(t, data, position, checkpoints, hooks, logger)
+        record = epoch_record(epoch, position, lr=lr, mixup=recipe.mixup_active(epoch),
+                              time_s=time.perf_counter() - t0)  # fmt: skip
+        improved = False
+        if eval_due(recipe, epoch):
+            last_val = steps.evaluate(t, data)
+            record.update(last_val)
+            improved = position.record_validation(last_val["val_acc"], epoch)
+        next_epoch(position)
+        # The record goes out before the checkpoint: a crash in between re-runs the epoch, and
+        # the resumed logger drops the record of the epoch it re-runs.
+        logger.log_epoch(record, step=position.global_step)
+        steps.save(t, checkpoints, position, val_acc=last_val["val_acc"] if improved else None)
+        hooks.on_epoch_end(record)
+        steps.log(epoch_line(record, recipe.epochs))
+    return last_val
 
 
 def summarize(

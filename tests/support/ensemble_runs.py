@@ -1,7 +1,9 @@
 """Datasets and trained ensemble members shared by the ensemble, evaluate and predict tests.
 
-Built once per pytest process (cached here, in a temporary folder removed at exit), whichever test
-file asks first, so ``tests/`` and ``parity_tests/`` share the cost:
+The session fixture :func:`ensemble_runs` (registered for ``tests/`` and ``parity_tests/`` by the
+repository's root ``conftest.py``) hands out one :class:`EnsembleRuns`, whose datasets and members
+are built on first use in a session temporary folder, whichever test file asks first, so both
+suites share the cost:
 
 - ``synthetic_small`` (the builder's test config: 10 genres x 3 songs x 6 s, 60 clips) and
   ``ensemble_heldout`` (10 genres x 2 other songs x 30 s, 200 clips: 10 full clips per song and no
@@ -30,14 +32,13 @@ Two choices make the cross-backend figures measure the backends rather than luck
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import functools
 import os
-import shutil
-import tempfile
 from pathlib import Path
+from typing import Any
 from unittest import mock
+
+import pytest
 
 from shared_data.dataset.builder import VocalMelsConfig, build_dataset, open_dataset
 from shared_data.training.recipe import Recipe
@@ -66,34 +67,61 @@ FAST = dict(
 )
 
 
-@functools.cache
-def workspace() -> Path:
-    """A temporary folder for this pytest process, removed at exit.
+class EnsembleRuns:
+    """The shared datasets and members, built on first use under ``root`` (see module doc)."""
 
-    ``$VOCALGENRE_ENSEMBLE_TEST_DIR`` names a folder to use (and keep) instead: datasets and
-    finished training runs in it are reused, which saves minutes while developing.
+    def __init__(self, root: Path):
+        self.root = root
+        self._built: dict[Any, Path] = {}
+
+    def _once(self, key: Any, build) -> Path:
+        if key not in self._built:
+            self._built[key] = build()
+        return self._built[key]
+
+    def data_dir(self) -> Path:
+        """The data directory holding ``synthetic_small``."""
+        root = self.root / "data"
+        return self._once("data", lambda: _built(root, "synthetic_small"))
+
+    def heldout_dir(self) -> Path:
+        """:meth:`data_dir`, now also holding ``ensemble_heldout``."""
+        return self._once("heldout", lambda: _built(self.data_dir(), HELDOUT))
+
+    def trained_member(self, backend: str, seed: int) -> Path:
+        """The run directory of an ``lstm`` trained by ``backend`` with ``seed``."""
+        workdir = self.root / "runs" / backend / f"lstm_seed{seed}"
+        return self._once(
+            (backend, seed), lambda: _train_member(self.data_dir(), workdir, backend, seed)
+        )
+
+    def fold_member(self, fold: int) -> Path:
+        """The run directory of a JAX ``lstm`` trained with :data:`UNSATURATED` on every fold
+        of ``synthetic_small`` but ``fold`` (seed ``fold``): members that saw different songs."""
+        workdir = self.root / "runs" / "jax" / f"lstm_fold{fold}_e{UNSATURATED['epochs']}"
+        return self._once(
+            ("fold", fold), lambda: _train_fold_member(self.data_dir(), workdir, fold)
+        )
+
+    def members(self, backend: str) -> tuple[Path, Path]:
+        """The two members (seeds 0 and 1) trained by ``backend``."""
+        return self.trained_member(backend, 0), self.trained_member(backend, 1)
+
+
+@pytest.fixture(scope="session")
+def ensemble_runs(tmp_path_factory) -> EnsembleRuns:
+    """The session's :class:`EnsembleRuns`.
+
+    ``$VOCALGENRE_ENSEMBLE_TEST_DIR`` names a folder to use (and keep) instead of a temporary
+    one: datasets and finished training runs in it are reused, which saves minutes while
+    developing.
     """
     kept = os.environ.get("VOCALGENRE_ENSEMBLE_TEST_DIR")
-    if kept:
-        return Path(kept)
-    path = Path(tempfile.mkdtemp(prefix="vocalgenre_ensemble_"))
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
+    return EnsembleRuns(Path(kept) if kept else tmp_path_factory.mktemp("ensemble_runs"))
 
 
-@functools.cache
-def data_dir() -> Path:
-    """The data directory holding ``synthetic_small``."""
-    root = workspace() / "data"
-    build_dataset(root, "synthetic_small", progress=False, **NO_SEPARATION)
-    return root
-
-
-@functools.cache
-def heldout_dir() -> Path:
-    """:func:`data_dir`, now also holding ``ensemble_heldout``."""
-    root = data_dir()
-    build_dataset(root, HELDOUT, progress=False, **NO_SEPARATION)
+def _built(root: Path, config) -> Path:
+    build_dataset(root, config, progress=False, **NO_SEPARATION)
     return root
 
 
@@ -131,11 +159,7 @@ def _jax_initial_weights(seed: int):
     return create
 
 
-@functools.cache
-def trained_member(backend: str, seed: int) -> Path:
-    """The run directory of an ``lstm`` trained by ``backend`` with ``seed`` (see module doc)."""
-    root = data_dir()
-    workdir = workspace() / "runs" / backend / f"lstm_seed{seed}"
+def _train_member(root: Path, workdir: Path, backend: str, seed: int) -> Path:
     recipe = Recipe(**FAST, seed=seed, data_dir=str(root), workdir=str(workdir))
     dataset = open_dataset(root, "synthetic_small")
     if backend == "jax":
@@ -158,12 +182,7 @@ def trained_member(backend: str, seed: int) -> Path:
 UNSATURATED = {**FAST, "epochs": 3}
 
 
-@functools.cache
-def fold_member(fold: int) -> Path:
-    """The run directory of a JAX ``lstm`` trained with :data:`UNSATURATED` on every fold of
-    ``synthetic_small`` but ``fold`` (seed ``fold``): members that saw different songs."""
-    root = data_dir()
-    workdir = workspace() / "runs" / "jax" / f"lstm_fold{fold}_e{UNSATURATED['epochs']}"
+def _train_fold_member(root: Path, workdir: Path, fold: int) -> Path:
     recipe = Recipe(
         **{**UNSATURATED, "fold": fold}, seed=fold, data_dir=str(root), workdir=str(workdir)
     )
@@ -172,8 +191,3 @@ def fold_member(fold: int) -> Path:
     dataset = open_dataset(root, "synthetic_small")
     train_and_evaluate(recipe, workdir, dataset=dataset)
     return workdir
-
-
-def members(backend: str) -> tuple[Path, Path]:
-    """The two members (seeds 0 and 1) trained by ``backend``."""
-    return trained_member(backend, 0), trained_member(backend, 1)
