@@ -102,15 +102,15 @@ def _train(data_dir: Path, workdir: Path, *, processes: int, killer: bool = Fals
         commands, env = [[sys.executable, "-m", "jax_impl.train", *flags]], _env(4, cache)
     else:
         port, env = _free_port(), _env(2, cache)
-        head = (
-            [sys.executable, "-c", KILLER] if killer else [sys.executable, "-m", "jax_impl.train"]
-        )
+        head = [sys.executable, "-m", "jax_impl.train"]
+        if killer:
+            head = [sys.executable, "-c", KILLER]
+            env |= {"KILL_AT_STEP": str(KILL_AT_STEP), "KILL_AFTER": str(workdir / "checkpoints/1")}
         commands = [
             [*head, *flags, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
              f"--process_id={i}"]
             for i in range(processes)
         ]  # fmt: skip
-        env |= {"KILL_AT_STEP": str(KILL_AT_STEP), "KILL_AFTER": str(workdir / "checkpoints/1")}
     logs = [workdir.parent / f"{workdir.name}.process{i}.log" for i in range(len(commands))]
     procs = [_launch(c, env, log) for c, log in zip(commands, logs, strict=True)]
     deadline = time.monotonic() + TIMEOUT_S

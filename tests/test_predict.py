@@ -31,8 +31,7 @@ from torch_ref import predict as torch_predict
 
 @pytest.fixture(scope="module")
 def members(ensemble_runs) -> str:
-    runs = ensemble_runs
-    return f"{runs.trained_member('jax', 0)},{runs.trained_member('torch', 0)}"
+    return ensemble_runs.one_per_backend()
 
 
 @pytest.fixture(autouse=True)

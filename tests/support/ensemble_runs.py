@@ -103,6 +103,10 @@ class EnsembleRuns:
             ("fold", fold), lambda: _train_fold_member(self.data_dir(), workdir, fold)
         )
 
+    def one_per_backend(self) -> str:
+        """A ``--members`` value: the seed-0 member of each backend, JAX first."""
+        return f"{self.trained_member('jax', 0)},{self.trained_member('torch', 0)}"
+
     def members(self, backend: str) -> tuple[Path, Path]:
         """The two members (seeds 0 and 1) trained by ``backend``."""
         return self.trained_member(backend, 0), self.trained_member(backend, 1)
