@@ -10,6 +10,7 @@ import pytest
 
 from shared_data.cli import run_main
 from shared_data.dataset.build_cli import main
+from shared_data.dataset.configs import DATASET_VERSION
 from tests.support.builder_inputs import load_report, make_gtzan_tree
 
 
@@ -53,13 +54,13 @@ def test_folder_build_prints_summary_report_and_gallery(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "vocal_mels/folder/1.0.0: built in" in out
+    assert f"vocal_mels/folder/{DATASET_VERSION}: built in" in out
     assert "files: 7 seen, 4 ok, 3 rejected" in out
     assert "clips: train 10 (jazz 5, rock 5), test 0" in out
     assert "stem mix, 4 folds" in out
     assert "jazz/corrupt.wav: not an audio file" in out
     assert "rock/short.wav: too short" in out
-    report_path = data / "vocal_mels" / "folder" / "1.0.0" / "build_report.json"
+    report_path = data / "vocal_mels" / "folder" / DATASET_VERSION / "build_report.json"
     assert f"report:  {report_path}" in out and load_report(report_path)["files_rejected"] == 3
     assert f"gallery: {png}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

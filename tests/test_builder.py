@@ -16,6 +16,7 @@ import pytest
 
 from shared_data.audio.decode import load_audio, write_wav
 from shared_data.dataset.builder import (
+    DATASET_VERSION,
     UNLABELLED,
     VocalMelsConfig,
     build_dataset,
@@ -197,7 +198,7 @@ def test_killed_build_resumes_and_equals_a_clean_build(tmp_path: Path, capfd) ->
     assert "resuming an interrupted build" in out
     assert "resumed: 2 of 4 songs reused from the cache" in out, out
     assert resumed.songs_cached == 2
-    assert [p.name for p in config_dir.iterdir()] == ["1.0.0"]  # the stale folder is gone
+    assert [p.name for p in config_dir.iterdir()] == [DATASET_VERSION]  # the stale folder is gone
 
     build_dataset(tmp_path / "clean", _tiny(), **_quiet())
     assert_same_records(

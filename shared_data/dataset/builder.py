@@ -73,6 +73,7 @@ from shared_data.dataset.folds import (
     validate_method,
 )
 from shared_data.dataset.opened import OpenedDataset, build_command, dataset_dir, open_dataset
+from shared_data.dataset.records import store_uncompressed
 from shared_data.dataset.report import (
     accepted_labels,
     build_report,
@@ -105,7 +106,10 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
     """Log-mel clips of a separated stem, with song-grouped folds. See the module docstring."""
 
     VERSION = tfds.core.Version(DATASET_VERSION)
-    RELEASE_NOTES = {DATASET_VERSION: "First release."}
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        DATASET_VERSION: "mel stored as raw bytes in uncompressed shards (30x faster to read).",
+    }
     BUILDER_CONFIGS = list(CONFIGS)
     DEFAULT_CONFIG_NAME = "synthetic"
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
@@ -223,6 +227,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
             super().download_and_prepare(
                 download_dir=download_dir, download_config=download_config, **kwargs
             )
+            store_uncompressed(self.data_path)  # read speed: see shared_data.dataset.records
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator[tuple[str, dict]]]:
         config = self.builder_config

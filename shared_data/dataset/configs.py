@@ -5,7 +5,8 @@ Configs (:data:`CONFIGS`): ``synthetic_small`` (tests), ``synthetic`` (the demo)
 :mod:`shared_data.dataset.inputs` for the input rules. Custom :class:`VocalMelsConfig` objects
 with other sizes work too (their name must differ from the built-in ones).
 
-Features per record: ``mel`` float32 ``[128, 128]``; ``label`` ClassLabel (names sorted, the labels
+Features per record: ``mel`` float32 ``[128, 128]`` (stored as its raw bytes, see
+:mod:`shared_data.dataset.records`); ``label`` ClassLabel (names sorted, the labels
 of the accepted songs; an unlabelled csv row is stored as :data:`UNLABELLED` = -1, the value TFDS's
 ClassLabel reserves for "no label"); ``song_id`` text; ``clip_index`` int32 (position of the clip
 in its song; several csv files of one song are numbered on consecutively, in manifest order, so
@@ -39,7 +40,11 @@ from shared_data.dataset.features import FeatureParams
 from shared_data.errors import DataError
 
 NAME = "vocal_mels"
-DATASET_VERSION = "1.0.0"
+# 2.0.0: ``mel`` stored as raw bytes in uncompressed shards (:mod:`shared_data.dataset.records`);
+# 1.0.0 stored it as protobuf floats, ~30x slower to decode. The values are the same.
+DATASET_VERSION = "2.0.0"
+#: Older versions: a dataset found under one of them is refused with the rebuild command.
+OLDER_VERSIONS = ("1.0.0",)
 # The seed's pipeline: Spleeter 2-stem separation, then the vocal stem is featurised.
 DEFAULT_SEPARATOR, DEFAULT_STEM = "spleeter", "vocals"
 UNLABELLED = -1
@@ -174,7 +179,13 @@ def record_features(params: FeatureParams) -> tfds.features.FeaturesDict:
     ``song_id``, ``clip_index`` int32, ``fold`` int32."""
     return tfds.features.FeaturesDict(
         {
-            "mel": tfds.features.Tensor(shape=(params.n_mels, params.frames), dtype=np.float32),
+            # BYTES: the array's raw bytes, decoded by np.frombuffer (30x faster than protobuf
+            # floats, the default encoding; the same values bit for bit).
+            "mel": tfds.features.Tensor(
+                shape=(params.n_mels, params.frames),
+                dtype=np.float32,
+                encoding=tfds.features.Encoding.BYTES,
+            ),
             # Names are set once the accepted songs are known (VocalMels._split_generators).
             "label": tfds.features.ClassLabel(),
             "song_id": tfds.features.Text(),

@@ -15,9 +15,11 @@ from shared_data.dataset.configs import (
     CONFIGS,
     DATASET_VERSION,
     NAME,
+    OLDER_VERSIONS,
     REPORT_NAME,
     default_data_dir,
 )
+from shared_data.dataset.records import RecordSource
 from shared_data.errors import DataError
 
 
@@ -37,7 +39,8 @@ def build_command(config: str, data_dir: str | os.PathLike[str]) -> str:
 class OpenedDataset:
     """A built ``vocal_mels`` dataset, read without TensorFlow.
 
-    Records of :meth:`source` are dicts: ``mel`` float32 ``[128, 128]``, ``label`` int
+    Records of :meth:`source` (a :class:`~shared_data.dataset.records.RecordSource`, safe to hand
+    to worker processes) are dicts: ``mel`` float32 ``[128, 128]``, ``label`` int
     (``UNLABELLED`` = -1 in ``test``), ``song_id`` bytes, ``clip_index`` int, ``fold`` int.
     """
 
@@ -51,12 +54,12 @@ class OpenedDataset:
         return tuple(sorted(self.builder.info.splits.keys()))
 
     def source(self, split: str = "train") -> Sequence[dict[str, Any]]:
-        """Random-access ``ArrayRecordDataSource`` of ``split`` (``len``, ``[i]``)."""
+        """Random-access records of ``split`` (``len``, ``[i]``, ``__getitems__``)."""
         if split not in self.splits:
             raise DataError(
                 f"dataset {self.path} has no split {split!r}; it has {', '.join(self.splits)}"
             )
-        return self.builder.as_data_source(split=split)
+        return RecordSource(self.path, split, self.num_examples(split))
 
     def num_examples(self, split: str = "train") -> int:
         """Number of clips in ``split`` (0 for an absent split)."""
@@ -94,9 +97,22 @@ def open_dataset(
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     path = dataset_dir(root, config)
     if not (path / "dataset_info.json").exists():
+        refuse_older_version(root, config)
         known = "" if config in CONFIG_NAMES else f" (known configs: {', '.join(CONFIG_NAMES)})"
         raise DataError(
             f"no {NAME} dataset for config {config!r} in {root}{known}; build it with: "
             f"{build_command(config, root)}"
         )
     return OpenedDataset(path=path, config=config, builder=tfds.builder_from_directory(path))
+
+
+def refuse_older_version(root: Path, config: str) -> None:
+    """Raise :class:`DataError` with the rebuild command when ``root`` holds ``config`` built
+    only in a record format this version no longer reads (:data:`OLDER_VERSIONS`)."""
+    for version in OLDER_VERSIONS:
+        if (root / NAME / config / version / "dataset_info.json").exists():
+            raise DataError(
+                f"{NAME}/{config} in {root} was built in the older record format {version} "
+                f"(this version reads {DATASET_VERSION}); rebuild it with: "
+                f"{build_command(config, root)} (songs already separated are taken from the cache)"
+            )
