@@ -41,11 +41,14 @@ from jax_impl import train_step as ts
 from jax_impl.checkpoint import Checkpoints, abstract_like, meta_of, position_of
 from jax_impl.models import create_model
 from jax_impl.runtime import (  # noqa: F401 (initialize_distributed: part of this CLI's API)
+    CACHE_ENV,
     compute_dtypes,
+    default_compilation_cache,
     initialize_distributed,
     is_main_process,
     log,
     open_or_build_dataset,
+    use_compilation_cache,
 )
 from jax_impl.schedule import make_schedule
 from shared_data.cli import run_main
@@ -83,6 +86,15 @@ class TrainState:
     mesh: jax.sharding.Mesh
     batch_sharding: jax.sharding.NamedSharding
     norm: data_lib.Normalizer
+    feed: data_lib.TrainFeed | None = None  # started by the first train_epoch, at its position
+    val_feed: data_lib.EvalFeed | None = None
+
+    def close_feeds(self) -> None:
+        """Stop the loaders' threads and worker processes."""
+        for feed in (self.feed, self.val_feed):
+            if feed is not None:
+                feed.close()
+        self.feed = self.val_feed = None
 
 
 def create_train_state(recipe: Recipe, data: TrainingData) -> TrainState:
@@ -159,14 +171,9 @@ def train_epoch(
     checkpoints every ``--checkpoint_every`` steps."""
     recipe, epoch, spe = t.recipe, position.epoch, data.steps_per_epoch
     first, mixup, order = position.step, recipe.mixup_active(epoch), data.epoch_order(epoch)
-    batches = data_lib.to_device(
-        data_lib.train_batches(
-            data.source, order, global_batch=recipe.batch_size, norm=t.norm, start_step=first,
-            process_index=jax.process_index(), process_count=jax.process_count(),
-            num_threads=max(1, recipe.num_workers) * 4,
-        ),
-        t.batch_sharding,
-    )  # fmt: skip
+    if t.feed is None:
+        t.feed = data_lib.TrainFeed(data, recipe, t.norm, t.batch_sharding, first=(epoch, first))
+    batches = t.feed.epoch(epoch, first)
     hooks.on_epoch_start(epoch, epochs=recipe.epochs, steps=spe, first_step=first, mixup=mixup)
     pending: list[dict[str, jax.Array]] = []
     lr = float(t.schedule(position.global_step))
@@ -216,12 +223,14 @@ def _fold_in(
 def evaluate(t: TrainState, data: TrainingData) -> dict[str, float]:
     """``val_loss``, ``val_acc`` and ``val_song_acc`` of ``t`` on the validation fold
     (:func:`shared_data.training.validation.validation_metrics` of the gathered logits)."""
-    batches = data_lib.eval_batches(
-        data.source, data.val_indices, global_batch=t.recipe.batch_size, norm=t.norm,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-    )  # fmt: skip
+    if t.val_feed is None:
+        batches = data_lib.EvalBatches(
+            data.source, data.val_indices, t.recipe.batch_size, t.norm,
+            process_index=jax.process_index(), process_count=jax.process_count(),
+        )  # fmt: skip
+        t.val_feed = data_lib.EvalFeed(batches, t.batch_sharding, t.recipe.num_workers)
     # The eval step's output is replicated: every process holds all logits, in fold order.
-    outputs = [t.eval_step(t.state, b) for b in data_lib.to_device(batches, t.batch_sharding)]
+    outputs = [t.eval_step(t.state, b) for b in t.val_feed.once()]
     logits = np.concatenate([np.asarray(o) for o in outputs])[: len(data.val_indices)]
     return validation_metrics(logits, data.val_labels, data.val_songs)
 
@@ -314,6 +323,7 @@ def train_and_evaluate(
         dataset = dataset if dataset is not None else open_or_build_dataset(recipe)
         data = load_training_data(recipe, dataset)
         checkpoints = Checkpoints(workdir)
+        t = None
         try:
             t = create_train_state(recipe, data)
             position = restore_or_start(t, checkpoints)
@@ -325,6 +335,8 @@ def train_and_evaluate(
                 logger.close()
             return summarize(t, workdir, position, last_val, checkpoints)
         finally:
+            if t is not None:
+                t.close_feeds()
             hooks.close()
             checkpoints.close()
 
@@ -341,6 +353,11 @@ def build_parser():
     group.add_argument("--coordinator_address", default=None, help="host:port of process 0")
     group.add_argument("--num_processes", type=int, default=None, help="processes in the run")
     group.add_argument("--process_id", type=int, default=None, help="this process's index")
+    parser.add_argument(
+        "--jax_cache", default=None, metavar="DIR|off",
+        help="directory of JAX's persistent compilation cache, or off (default "
+        f"${CACHE_ENV}, else {default_compilation_cache()})",
+    )  # fmt: skip
     return parser
 
 
@@ -349,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     from shared_data.training.recipe_flags import recipe_from_args
 
     recipe = recipe_from_args(args)
+    use_compilation_cache(args.jax_cache)
     initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
     from absl import logging as absl_logging
 

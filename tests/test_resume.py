@@ -1,6 +1,7 @@
 """Exact resume: a JAX run killed with SIGKILL in the middle of an epoch, then resumed, ends with
 parameters (and optimizer state, BatchNorm statistics, metrics) bit-identical to an uninterrupted
-run with the same seed, on the CPU.
+run with the same seed, on the CPU; the killed and resumed runs read with two worker processes, the
+reference with none.
 
 Three real processes of ``python -m jax_impl.train``'s ``main``: the uninterrupted reference; a
 run that is SIGKILLed after its first mid-epoch checkpoint (``--checkpoint_every=2``) and one
@@ -37,34 +38,40 @@ CHILD = textwrap.dedent(
     import sys, time
     from pathlib import Path
 
-    mode, ready, argv = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
-    if mode == "hang":
-        from jax_impl import checkpoint as ckpt_lib
-        from jax_impl import data as data_lib
 
-        real_save, real_to_device = ckpt_lib.Checkpoints.save, data_lib.to_device
-        armed = {"left": None}
+    def child():
+        mode, ready, argv = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+        if mode == "hang":
+            from jax_impl import checkpoint as ckpt_lib
+            from jax_impl import data as data_lib
 
-        def save(self, step, state, meta, *, val_acc=None):
-            real_save(self, step, state, meta, val_acc=val_acc)
-            if meta["next_step"] > 0 and armed["left"] is None:  # first mid-epoch checkpoint
-                armed["left"] = 1  # train one more step (not saved), then hang
-                ready.write_text(str(step))
+            real_save, real_to_device = ckpt_lib.Checkpoints.save, data_lib.to_device
+            armed = {"left": None}
 
-        def to_device(batches, sharding, **kwargs):
-            for batch in real_to_device(batches, sharding, **kwargs):
-                if armed["left"] == 0:
-                    time.sleep(3600)  # the test SIGKILLs the process here
-                if armed["left"] is not None:
-                    armed["left"] -= 1
-                yield batch
+            def save(self, step, state, meta, *, val_acc=None):
+                real_save(self, step, state, meta, val_acc=val_acc)
+                if meta["next_step"] > 0 and armed["left"] is None:  # first mid-epoch checkpoint
+                    armed["left"] = 1  # train one more step (not saved), then hang
+                    ready.write_text(str(step))
 
-        ckpt_lib.Checkpoints.save = save
-        data_lib.to_device = to_device
+            def to_device(batches, sharding, **kwargs):
+                for batch in real_to_device(batches, sharding, **kwargs):
+                    if armed["left"] == 0:
+                        time.sleep(3600)  # the test SIGKILLs the process here
+                    if armed["left"] is not None:
+                        armed["left"] -= 1
+                    yield batch
 
-    from jax_impl.train import main
+            ckpt_lib.Checkpoints.save = save
+            data_lib.to_device = to_device
 
-    main(argv)
+        from jax_impl.train import main
+
+        main(argv)
+
+
+    if __name__ == "__main__":  # grain's spawned workers import this file too
+        child()
     """
 )
 
@@ -115,9 +122,11 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tiny, tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     ready = tmp_path / "ready"
 
-    _finish(_start(script, "plain", ready, tiny_flags(tiny, reference), cache))
+    _finish(_start(script, "plain", ready, tiny_flags(tiny, reference, num_workers=0), cache))
 
-    proc = _start(script, "hang", ready, tiny_flags(tiny, killed), cache)
+    # The killed and resumed runs read with 2 worker processes, the reference with none.
+    workers = tiny_flags(tiny, killed, num_workers=2)
+    proc = _start(script, "hang", ready, workers, cache)
     deadline = time.monotonic() + 600
     while not ready.exists():
         assert proc.poll() is None, proc.communicate()[0]
@@ -136,7 +145,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tiny, tmp_path):
     assert (meta["next_epoch"], meta["next_step"]) == (0, 2)  # in the middle of epoch 1
     assert not (killed / "metrics.jsonl").read_text().strip()  # no epoch had finished
 
-    out = _finish(_start(script, "plain", ready, tiny_flags(tiny, killed), cache))
+    out = _finish(_start(script, "plain", ready, workers, cache))
     assert "resuming" in out and "from step 2" in out
 
     final = 2 * tiny["steps"]

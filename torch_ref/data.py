@@ -9,6 +9,9 @@ API::
     for x, labels, index in loader: ...           # x float32 [B, 1, 128, 128] normalised (NCHW)
     val = eval_batches(data, recipe, rank=0, world=1)   # (x, labels, index) of this rank's clips
 
+``--num_workers=N`` worker processes (kept for the whole run) each read whole batches
+(``MelDataset.__getitems__``), so the batches are the same, in value and order, for any N.
+
 Batches follow :mod:`shared_data.dataset.splits`: the epoch order is ``epoch_order(n_train, seed,
 epoch)``, global batch ``step`` is its slice ``[step * B, (step + 1) * B)``, and under DDP each of
 the ``world`` processes reads its contiguous ``B / world`` shard of that slice (what
@@ -27,14 +30,21 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from shared_data.dataset import splits
+from shared_data.dataset.batches import Normalizer, read_batch
 from shared_data.training.split import TrainingData
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class MelDataset(Dataset):
-    """``(mel [1, H, W] float32 normalised, label int64, source index int64)`` per record.
+    """``(mel [1, H, W] float32 normalised, label int64, source index int64)`` per record, and
+    whole batches through ``__getitems__`` (what ``DataLoader`` calls for a batch of positions):
+    :func:`shared_data.dataset.batches.read_batch`, the reader ``jax_impl.data`` uses, so both
+    backends see the same values.
 
     Args:
-        source: random-access records (``mel`` float32 ``[H, W]``, ``label`` int).
+        source: random-access records (``mel`` float32 ``[H, W]``, ``label`` int); a
+            :class:`~shared_data.dataset.records.RecordSource` reopens itself in each worker.
         indices: the source positions this dataset exposes, in order.
         mean, std: normalisation constants (dataset statistics).
     """
@@ -44,17 +54,28 @@ class MelDataset(Dataset):
     ):
         self.source = source
         self.indices = np.asarray(indices, np.int64)
-        self.mean = np.float32(mean)
-        self.inv_std = np.float32(1.0 / std)
+        self.norm = Normalizer(mean, std)
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        index = int(self.indices[i])
-        record = self.source[index]
-        mel = (np.asarray(record["mel"], np.float32) - self.mean) * self.inv_std
-        return torch.from_numpy(mel[None]), int(record["label"]), index
+        x, labels, index = self.__getitems__([i])
+        return x[0], int(labels[0]), int(index[0])
+
+    def __getitems__(self, positions: Sequence[int]) -> Batch:
+        """The batch at ``positions``: x float32 ``[b, 1, H, W]``, labels, indices int64 ``[b]``."""
+        batch = read_batch(self.source, self.indices[list(positions)], self.norm, channel_axis=1)
+        return (
+            torch.from_numpy(batch["mel"]),
+            torch.from_numpy(batch["label"].astype(np.int64)),
+            torch.from_numpy(batch["index"]),
+        )
+
+
+def _as_batch(batch: Batch) -> Batch:
+    """``collate_fn``: :meth:`MelDataset.__getitems__` already returns the batch."""
+    return batch
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -94,21 +115,31 @@ class EpochBatchSampler(Sampler[list[int]]):
         return self.steps - self.start_step
 
 
+def _loader_options(recipe: Any, pin_memory: bool) -> dict[str, Any]:
+    """Worker processes kept for the whole run, batches pinned for the copy to a GPU."""
+    workers = max(0, recipe.num_workers)
+    return {
+        "num_workers": workers,
+        "pin_memory": pin_memory,
+        "persistent_workers": workers > 0,
+        "prefetch_factor": 2 if workers > 0 else None,
+        "collate_fn": _as_batch,
+    }
+
+
 def train_batches(
     data: TrainingData, recipe: Any, *, rank: int = 0, world: int = 1, pin_memory: bool = False
 ) -> tuple[DataLoader, EpochBatchSampler]:
-    """The training loader and its sampler (call ``sampler.set_epoch`` before each epoch)."""
+    """The training loader and its sampler (call ``sampler.set_epoch`` before each epoch).
+
+    ``recipe.num_workers`` (resolved, >= 0) worker processes read whole batches; they persist
+    across epochs (the sampler, in this process, gives each epoch's order).
+    """
     dataset = MelDataset(data.source, data.train_indices, data.mel_mean, data.mel_std)
     sampler = EpochBatchSampler(
         len(dataset), recipe.batch_size, recipe.seed, rank=rank, world=world
     )
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=recipe.num_workers,
-        pin_memory=pin_memory,
-        persistent_workers=False,
-    )
+    loader = DataLoader(dataset, batch_sampler=sampler, **_loader_options(recipe, pin_memory))
     return loader, sampler
 
 
@@ -123,6 +154,5 @@ def eval_batches(
         batch_size=max(1, recipe.batch_size // world),
         shuffle=False,
         drop_last=False,
-        num_workers=recipe.num_workers,
-        pin_memory=pin_memory,
+        **_loader_options(recipe, pin_memory),
     )

@@ -138,9 +138,15 @@ class Recipe:
         default=0,
         metadata=_help("also save the latest checkpoint every N steps (0: at epoch ends only)"),
     )
+    # -1 resolves per machine (default_num_workers): the loader's workers must outrun an
+    # accelerator, and on the CPU they would compete with the training itself for the cores.
     num_workers: int = field(
-        default=0,
-        metadata=_help("data-loading worker processes (0: load in the main process)"),
+        default=-1,
+        metadata=_help(
+            "data-loading worker processes; 0 reads in the training process; -1 (default): "
+            "0 when training on the CPU, else one per core this process may use, less one for "
+            "the training process, at most 16"
+        ),
     )
     resume: bool = field(
         default=True,
@@ -279,6 +285,8 @@ class Recipe:
             changes["t0_epochs"] = default_t0_epochs(self.epochs, self.restarts, self.t_mult)
         if self.precision == "auto" and accelerator is not None:
             changes["precision"] = "bf16" if accelerator else "fp32"
+        if self.num_workers < 0 and accelerator is not None:
+            changes["num_workers"] = default_num_workers(accelerator)
         return dataclasses.replace(self, **changes)
 
     # --- serialisation -------------------------------------------------------------------------
@@ -319,6 +327,21 @@ def default_data_dir() -> str:
     except ImportError:
         return os.environ.get("VOCALGENRE_DATA_DIR") or str(Path.home() / "vocalgenre_data")
     return str(builder_default())
+
+
+def default_num_workers(accelerator: bool, cores: int | None = None) -> int:
+    """What ``--num_workers=-1`` means: 0 on the CPU, else ``min(16, cores - 1)`` (at least 1).
+
+    ``cores``: the cores this process may run on (default: its CPU affinity, which SLURM's
+    ``--cpus-per-task`` and ``taskset`` set). On the CPU the model's own computation uses every
+    core, so workers would only take cores from it. 16 workers read well over 100,000 clips/s
+    (``BENCHMARKS.md``), more than any one accelerator consumes; more only cost memory.
+    """
+    if not accelerator:
+        return 0
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(16, (cores or 1) - 1))
 
 
 def default_workdir(backend: str, model: str, fold: int) -> str:

@@ -8,7 +8,7 @@ import types
 import typing
 from typing import Any
 
-from shared_data.architecture.names import MODEL_NAMES
+from shared_data.architecture.names import MODEL_NAMES, known_model_names
 from shared_data.errors import UserError
 
 BACKENDS: tuple[str, ...] = ("jax", "torch")
@@ -52,7 +52,7 @@ def validate(r: Any) -> None:
     """Raise :class:`RecipeError` naming the first flag with an unusable value."""
     _check_types(r)
     _check(
-        r.model in MODEL_NAMES,
+        r.model in known_model_names(),
         f"--model={r.model!r} is not a known model; valid models: {', '.join(MODEL_NAMES)}",
     )
     _check(bool(r.dataset), "--dataset must name a builder config (e.g. synthetic)")
@@ -67,7 +67,7 @@ def validate(r: Any) -> None:
     _check(r.eval_every >= 1, f"--eval_every must be >= 1 (got {r.eval_every})")
     _check(r.log_every >= 1, f"--log_every must be >= 1 (got {r.log_every})")
     _check(r.checkpoint_every >= 0, f"--checkpoint_every must be >= 0 (got {r.checkpoint_every})")
-    _check(r.num_workers >= 0, f"--num_workers must be >= 0 (got {r.num_workers})")
+    _check(r.num_workers >= -1, f"--num_workers must be >= 0, or -1 for auto (got {r.num_workers})")
     _check(
         r.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS} (got {r.optimizer!r})"
     )
