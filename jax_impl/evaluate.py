@@ -13,12 +13,15 @@ out different folds need ``--fold``). ``torch_ref.evaluate`` is the same CLI com
 from __future__ import annotations
 
 from jax_impl.ensemble import load_ensemble
+from jax_impl.runtime import use_compilation_cache
 from shared_data.cli import run_main
 from shared_data.ensemble.cli import run_evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The CLI (see the module docstring)."""
+    """The CLI (see the module docstring); compiled programs come from JAX's persistent cache
+    (:func:`jax_impl.runtime.use_compilation_cache`, ``$VOCALGENRE_JAX_CACHE``)."""
+    use_compilation_cache()
     return run_evaluate(load_ensemble, argv, "python -m jax_impl.evaluate")
 
 

@@ -17,12 +17,15 @@ the exit status is then 1. The pipeline is :mod:`shared_data.ensemble.predict`;
 from __future__ import annotations
 
 from jax_impl.ensemble import load_ensemble
+from jax_impl.runtime import use_compilation_cache
 from shared_data.cli import run_main
 from shared_data.ensemble.predict import run_predict
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The CLI (see the module docstring)."""
+    """The CLI (see the module docstring); compiled programs come from JAX's persistent cache
+    (:func:`jax_impl.runtime.use_compilation_cache`, ``$VOCALGENRE_JAX_CACHE``)."""
+    use_compilation_cache()
     return run_predict(load_ensemble, "jax", argv, "python -m jax_impl.predict")
 
 

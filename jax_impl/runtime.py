@@ -1,4 +1,5 @@
-"""Where a JAX training runs: the multi-host set-up, the dataset it opens, its dtypes.
+"""Where a JAX training runs: the multi-host set-up, the compilation cache, the dataset it
+opens, its dtypes.
 
 Multi-host: under SLURM with more than one task, ``jax.distributed.initialize()`` reads the
 cluster from the environment; elsewhere pass ``--coordinator_address=host:port --num_processes=N
@@ -18,6 +19,38 @@ import jax.numpy as jnp
 from shared_data.errors import DataError, UserError
 
 SYNTHETIC_CONFIGS = ("synthetic", "synthetic_small")
+#: Where compiled programs are kept between runs, unless ``$VOCALGENRE_JAX_CACHE`` or the
+#: training CLI's ``--jax_cache`` says otherwise (``off`` turns the cache off).
+CACHE_ENV = "VOCALGENRE_JAX_CACHE"
+# Past this size JAX evicts the least recently used entries; setting a size is also what makes
+# JAX take a file lock around every read and write of the cache, which makes it safe for the
+# several processes of one machine (a multi-GPU run, concurrent folds) that share it.
+CACHE_MAX_BYTES = 8 * 2**30
+
+
+def default_compilation_cache() -> str:
+    """``$VOCALGENRE_JAX_CACHE``, else ``$XDG_CACHE_HOME/vocalgenre/jax`` (``~/.cache/...``)."""
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen:
+        return chosen
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "vocalgenre", "jax")
+
+
+def use_compilation_cache(location: str | None = None) -> str | None:
+    """Keep compiled XLA programs in ``location`` (default :func:`default_compilation_cache`;
+    ``"off"``: no cache), so a second start of the same run skips compilation. A directory JAX
+    was already given (``JAX_COMPILATION_CACHE_DIR``) is left as it is. Returns the directory
+    in use, or None.
+    """
+    location = location or default_compilation_cache()
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    if location.lower() == "off":
+        return None
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(location))
+    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+    return jax.config.jax_compilation_cache_dir
 
 
 def initialize_distributed(
