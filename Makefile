@@ -12,7 +12,7 @@ EXTRAS ?= test,beam
 # The current stack (README, "Tests"): `make test-current` = make test on this interpreter.
 PYTHON_CURRENT ?= python3.12
 
-.PHONY: venv demo test test-current lint clean
+.PHONY: venv demo test test-current test-gpu-stack lint clean
 
 venv: $(STAMP)
 
@@ -50,9 +50,14 @@ test: venv
 test-current:
 	$(MAKE) test PYTHON=$(PYTHON_CURRENT) VENV=.venv312 EXTRAS=test
 
+# The GPU image's JAX line (jax 0.11.2, constraints/gpu-image.txt) on Python 3.12, on the CPU.
+test-gpu-stack:
+	$(MAKE) test PYTHON=$(PYTHON_CURRENT) VENV=.venv-gpu-stack EXTRAS=test \
+		CONSTRAINTS=constraints/gpu-image.txt
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .venv312 build *.egg-info
+	rm -rf $(VENV) .venv312 .venv-gpu-stack build *.egg-info

@@ -17,7 +17,13 @@ ratio chart), and prints the tables. The parts, all from the existing machinery:
    a row that runs out of memory is retried at the next batch, and the batches tried are
    recorded (``plan``). Ratios JAX/torch and JAX/torch.compile: at equal batches
    (``ratios``) and at each backend's largest batch (``ratios_largest_batch``).
-3. Separation and log-mel speed on the device (``benchmarks/gpu_preprocess.py``; each part runs
+3. The input pipeline (``benchmarks/input_pipeline.py``, :data:`INPUT`): clips/s from the
+   records to the device with 0, 1 and the default number of loader workers, the training
+   loop's host ceiling (the null model), and an end-to-end row: ``jax_impl.train``'s steady
+   state with resnet18 at batch 256 against its device-resident step. It needs the data stack
+   (TFDS, grain, librosa to build the records); where it is missing the stage is recorded in
+   ``skipped`` with the reason.
+4. Separation and log-mel speed on the device (``benchmarks/gpu_preprocess.py``; each part runs
    or is recorded in ``skipped`` with the reason and what it would need).
 
 Budget (``--budget_s``, default 480 s: the 8 minutes of a device loan). Timed steps are chosen
@@ -76,7 +82,28 @@ SMOKE = {
     "song_seconds": 2.0,
     "clips": 2,
     "repeats": 1,
+    "input": {
+        "workers": (0, 1),
+        "batches": (8,),
+        "clips": 96,
+        "seconds": 0.3,
+        "warmup": 2,
+        "epochs": 2,
+        "e2e_model": "lstm",
+        "e2e_batch": 8,
+        "e2e_workers": 1,
+        "e2e_steps": 3,
+    },
 }
+# The input stage (benchmarks/input_pipeline.py) on the GPU host: the loader with 0, 1 and the
+# default number of workers at batch 256, the null model's loop, and jax_impl.train's steady
+# state with resnet18 against its device-resident step.
+INPUT = {"workers": (0, 1, -1), "batches": (256,), "clips": 8192, "seconds": 3.0, "warmup": 4,
+         "epochs": 3, "e2e_model": "resnet18", "e2e_batch": 256, "e2e_workers": -1,
+         "e2e_steps": 20}  # fmt: skip
+INPUT_RESERVE_S = 120.0
+# What the input stage imports besides the frameworks (a GPU image may lack them).
+DATA_STACK = ("tensorflow_datasets", "grain", "array_record", "librosa")
 
 
 def plan_steps(model: str, batch: int) -> tuple[int, int]:
@@ -157,13 +184,43 @@ def _stage(args: argparse.Namespace, cfg: dict[str, Any], timeout_s: float) -> d
         return {"separation": {}, "mel": {}, "skipped": {"stage": f"failed: {err}"}}
 
 
+def _input_stage(args: argparse.Namespace, cfg: dict[str, Any], timeout_s: float) -> dict:
+    """The input pipeline's rows (module doc), or ``{"skipped": {...}}`` with the reason."""
+    import importlib.util
+
+    from shared_data.training.recipe import default_num_workers
+
+    missing = [m for m in DATA_STACK if importlib.util.find_spec(m) is None]
+    if missing:
+        return {"rows": [], "skipped": {"input": f"needs {', '.join(missing)}: pip install -e ."}}
+    auto = default_num_workers(accelerator=not args.smoke)
+    inp = {k: (auto if v == -1 else v) for k, v in cfg["input"].items()}
+    inp["workers"] = tuple(dict.fromkeys(auto if w == -1 else w for w in inp["workers"]))
+    data_dir = str(args.out / "input_data")
+    rows: list[dict[str, Any]] = []
+    for backend in ("jax", "torch"):
+        payload = {"backend": backend, "cfg": inp, "data_dir": data_dir, "build": True,
+                   "config": "synthetic_small", "end_to_end": backend == "jax"}  # fmt: skip
+        try:
+            rows += in_subprocess(payload, timeout_s, module="benchmarks.input_pipeline")["rows"]
+        except RuntimeError as err:
+            return {"rows": rows, "skipped": {f"input/{backend}": f"failed: {err}"}}
+    return {"rows": rows, "settings": inp}
+
+
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke:
-        return dict(SMOKE)
+        return {**SMOKE, "input": _smoke_input()}
     return {
         "models": MODELS, "backends": BACKENDS, "batches": BATCHES, "input_size": 128,
-        "song_seconds": 60.0, "clips": 256, "repeats": 3,
+        "song_seconds": 60.0, "clips": 256, "repeats": 3, "input": INPUT,
     }  # fmt: skip
+
+
+def _smoke_input() -> dict[str, Any]:
+    from benchmarks.input_pipeline import SMOKE as INPUT_SMOKE
+
+    return dict(INPUT_SMOKE)
 
 
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
@@ -176,7 +233,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     settings = {k: cfg[k] for k in ("input_size", "steps", "warmup", "precision") if k in cfg}
     doc["settings"] = {**settings, "budget_s": args.budget_s, "smoke": args.smoke}
     results, plan, failures = [], [], []
-    rows_deadline = deadline - (0 if args.smoke else PREPROCESS_RESERVE_S)
+    rows_deadline = deadline - (0 if args.smoke else PREPROCESS_RESERVE_S + INPUT_RESERVE_S)
     for model in cfg["models"]:
         for backend in cfg["backends"]:
             _log(start, f"{model}/{backend} ...")
@@ -193,11 +250,15 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     left = max(MIN_ROW_S, deadline - time.monotonic())
     doc.update(results=results, ratios=report.ratios(results), failures=failures, plan=plan)
     doc["ratios_largest_batch"] = largest_batch_ratios(results)
+    _log(start, "input pipeline ...")
+    doc["input"] = _input_stage(args, cfg, max(MIN_ROW_S, deadline - time.monotonic() - 60.0))
+    left = max(MIN_ROW_S, deadline - time.monotonic())
     _log(start, "separation and log-mels ...")
     doc["preprocess"] = _stage(args, cfg, left)
     _log(start, "done")
     doc["skipped"] = {f"{e['model']}/{e['backend']}": e["skipped"] for e in plan if "skipped" in e}
     doc["skipped"].update(doc["preprocess"].get("skipped", {}))
+    doc["skipped"].update(doc["input"].get("skipped", {}))
     doc.update(load_end=load_average(), complete=True)
     return doc
 
@@ -210,6 +271,19 @@ def render(doc: dict[str, Any]) -> str:
         batches = ", ".join(f"{k} {v}" for k, v in r["batch_sizes"].items())
         cells = [report._fmt(r[k], ".2f") for k in ("jax_over_torch", "jax_over_torch_compile")]
         lines.append(f"| {r['model']} | {batches} | {cells[0]} | {cells[1]} |")
+    if doc.get("input", {}).get("rows"):
+        from benchmarks.input_pipeline import markdown
+
+        rows = doc["input"]["rows"]
+        lines += ["", "Input pipeline (records -> device; the loop's host ceiling):", ""]
+        lines += [markdown([r for r in rows if r["kind"] != "end_to_end"]), ""]
+        for r in (r for r in rows if r["kind"] == "end_to_end"):
+            lines.append(
+                f"End to end: jax_impl.train {r['model']} {r['precision']} batch "
+                f"{r['batch_size']}: {r['loop_samples_per_s']:,.0f} samples/s against "
+                f"{r['resident_samples_per_s']:,.0f} for the device-resident step "
+                f"({r['loop_over_resident']:.2f})"
+            )
     lines += ["", "Skipped:" if doc["skipped"] else "Skipped: nothing"]
     lines += [f"- {part}: {reason}" for part, reason in doc["skipped"].items()]
     return "\n".join(lines)

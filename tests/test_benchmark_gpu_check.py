@@ -45,7 +45,10 @@ def smoke(tmp_path_factory):
 def test_smoke_runs_every_stage_without_the_data_pipeline(smoke):
     proc, doc = smoke["proc"], smoke["doc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert doc["complete"] and doc["failures"] == [] and doc["skipped"] == {}
+    assert doc["complete"] and doc["failures"] == []
+    # The input stage needs the data stack, which a GPU image (and this run) lacks: it says so.
+    assert list(doc["skipped"]) == ["input"] and "tensorflow_datasets" in doc["skipped"]["input"]
+    assert doc["input"]["rows"] == []
     assert doc["device"]["kind"] == "cpu" and doc["versions"]["jax"] and doc["versions"]["torch"]
     assert sorted(r["backend"] for r in doc["results"]) == ["jax", "torch"]
     for row in doc["results"]:

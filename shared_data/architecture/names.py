@@ -26,6 +26,24 @@ MODEL_NAMES: tuple[str, ...] = (
 )
 
 
+# Models a tool registers for its own runs (the input benchmark's zero-cost model): the recipe
+# accepts them once registered, while the zoo, its listing and the parity tests know only
+# MODEL_NAMES.
+_TOOL_MODELS: set[str] = set()
+
+
+def register_tool_model_name(name: str) -> None:
+    """Let recipes name ``name``, a model a tool registers in the backends' registries."""
+    if name in MODEL_NAMES:
+        raise ModelError(f"model {name!r} is registered twice")
+    _TOOL_MODELS.add(name)
+
+
+def known_model_names() -> tuple[str, ...]:
+    """:data:`MODEL_NAMES` and the names tools registered in this process."""
+    return MODEL_NAMES + tuple(sorted(_TOOL_MODELS))
+
+
 def new_model_registry() -> Registry[Callable[..., Any]]:
     """An empty registry of model factories ``factory(num_classes, in_chans, **kwargs)``."""
     return Registry("model", ModelError)

@@ -7,21 +7,41 @@ feature axis (H = 128 is architectural); its time axis may be short.
 
 from __future__ import annotations
 
-import jaxlib
+import functools
+
+import jax
 import numpy as np
 
 # For `jax.jit(..., compiler_options=...)` in tests: XLA:CPU's newer fusion emitters and its
 # LLVM optimisation cost far more compile time than they save at test sizes. DenseNet-201 forward
 # + backward (2 cores): 64 CPU-s to compile by default, 42 without the fusion emitters, 22 with
 # neither; the fp32 run went from 2.1 to 2.2 s.
-# jaxlib 0.12 no longer accepts the fusion-emitter flag ("No such compile option"), so it is
-# passed only to the jaxlib lines that have it.
-_EMITTERS_OFF: dict[str, object] = (
-    {"xla_cpu_use_fusion_emitters": False}
-    if tuple(int(p) for p in jaxlib.__version__.split(".")[:2]) < (0, 12)
-    else {}
-)
-FAST_CPU_COMPILE: dict[str, object] = {**_EMITTERS_OFF, "xla_backend_optimization_level": 0}
+# Which options exist depends on the XLA build, not on a version number one can predict
+# (jaxlib 0.10 has the fusion-emitter flag, 0.11.2 and 0.12 answer "No such compile option"), so
+# each option is kept only if the installed XLA compiles a trivial program with it.
+
+
+def accepted_options(options: dict[str, object]) -> dict[str, object]:
+    """The entries of ``options`` the installed XLA accepts as ``compiler_options``."""
+    return {k: v for k, v in options.items() if _accepts(k, v)}
+
+
+@functools.cache
+def _accepts(name: str, value: object) -> bool:
+    try:
+        jax.jit(lambda x: x + 1, compiler_options={name: value}).lower(1.0).compile()
+    except Exception as err:  # noqa: BLE001 - XLA's error types differ from line to line
+        if "compile option" in str(err).lower():
+            return False
+        raise
+    return True
+
+
+_EMITTERS_OFF = accepted_options({"xla_cpu_use_fusion_emitters": False})
+FAST_CPU_COMPILE: dict[str, object] = {
+    **_EMITTERS_OFF,
+    **accepted_options({"xla_backend_optimization_level": 0}),
+}
 # Without optimisation XLA:CPU runs float64 grouped convolutions ~30x slower (ResNeXt-101's
 # float64 gradient step: 17 s -> 527 s), so float64 programs keep LLVM's optimisation.
 FAST_CPU_COMPILE_FLOAT64: dict[str, object] = dict(_EMITTERS_OFF)
