@@ -42,6 +42,15 @@ DENSE_PEAK_FLOPS: tuple[tuple[str, dict[str, float]], ...] = (
 )
 
 
+# Training GFLOP per sample at 128x128 of the models benchmarks.gpu_check measures
+# (benchmarks/results/cpu_2core_fp32_b4.json).
+TRAIN_GFLOP_PER_SAMPLE = {
+    "resnet18": 52.0,
+    "resnext50_32x4d": 134.0,
+    "densenet201": 144.0,
+    "shake_shake26_2x96d": 356.0,
+}
+
 def dense_peak_flops(device_name: str, precision: str) -> float | None:
     """The dense peak FLOP/s of ``device_name`` at ``precision`` (bf16/fp32); None if unknown."""
     for needle, peaks in DENSE_PEAK_FLOPS:

@@ -49,6 +49,7 @@ from typing import Any
 from benchmarks import report
 from benchmarks.child import RESULT_MARKER, in_subprocess
 from benchmarks.combo import BenchmarkError, Combo
+from benchmarks.flops import TRAIN_GFLOP_PER_SAMPLE
 from benchmarks.hardware import load_average
 from benchmarks.throughput import SCHEMA_VERSION
 
@@ -56,13 +57,6 @@ PROG = "python -m benchmarks.gpu_check"
 MODELS = ("resnet18", "resnext50_32x4d", "densenet201", "shake_shake26_2x96d")
 BACKENDS = ("jax", "torch", "torch_compile")
 BATCHES = (256, 128, 64)
-# Training GFLOP per sample at 128x128 (benchmarks/results/cpu_2core_fp32_b4.json).
-TRAIN_GFLOP_PER_SAMPLE = {
-    "resnet18": 52.0,
-    "resnext50_32x4d": 134.0,
-    "densenet201": 144.0,
-    "shake_shake26_2x96d": 356.0,
-}
 ASSUMED_FLOPS = 300e12
 TIMED_PASS_S = 4.0
 PREPROCESS_RESERVE_S = 60.0

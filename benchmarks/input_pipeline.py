@@ -264,10 +264,10 @@ def gpu_needs(per_worker_clips_s: float, peak_flops: float = 989e12) -> list[dic
     """For each model of ``benchmarks.gpu_check``: the samples/s one H100 (dense bf16 peak
     ``peak_flops``) trains at 30 % and 40 % of its peak, and the loader workers (cores) that
     takes at ``per_worker_clips_s`` clips/s each."""
-    from benchmarks.gpu_check import MODELS, TRAIN_GFLOP_PER_SAMPLE
+    from benchmarks.flops import TRAIN_GFLOP_PER_SAMPLE
 
     out = []
-    for model in MODELS:
+    for model in TRAIN_GFLOP_PER_SAMPLE:
         rates = [f * peak_flops / (TRAIN_GFLOP_PER_SAMPLE[model] * 1e9) for f in (0.3, 0.4)]
         out.append({"model": model, "gflop_per_sample": TRAIN_GFLOP_PER_SAMPLE[model],
                     "samples_per_s": rates,
