@@ -51,6 +51,7 @@ TRAIN_GFLOP_PER_SAMPLE = {
     "shake_shake26_2x96d": 356.0,
 }
 
+
 def dense_peak_flops(device_name: str, precision: str) -> float | None:
     """The dense peak FLOP/s of ``device_name`` at ``precision`` (bf16/fp32); None if unknown."""
     for needle, peaks in DENSE_PEAK_FLOPS:
