@@ -177,10 +177,12 @@ def test_out_of_memory_becomes_one_line_naming_the_flags():
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_out_of_memory_during_a_run_ends_the_cli_in_one_line(
+def test_the_cli_fits_the_injected_memory_then_reports_out_of_memory_in_one_line(
     backend, request, tmp_path, monkeypatch, capsys
 ):
-    """The out-of-memory error is injected where the first step would raise it."""
+    """With a device memory injected, the CPU takes the accelerator's path: the step is measured
+    before the first one (JAX compiles it) and the choice is printed. The out-of-memory error is
+    then injected where the first step would raise it; the line names the micro-batch in use."""
     tiny = request.getfixturevalue(f"{backend}_tiny")
     if backend == "jax":
         from jax_impl import train as train_lib
@@ -194,12 +196,21 @@ def test_out_of_memory_during_a_run_ends_the_cli_in_one_line(
         raise error
 
     monkeypatch.setattr(train_lib, "train_epochs", out_of_memory)
+    monkeypatch.setenv(memory_fit.DEVICE_MEMORY_ENV, str(1 << 40))
+    flags = tiny_flags(tiny, tmp_path, micro_batch_size=2)
     with pytest.raises(SystemExit) as exit_:
-        run_main(train_lib.main, [*tiny_flags(tiny, tmp_path), "--no_progress"])
+        run_main(train_lib.main, [*flags, "--no_progress"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: out of device memory training lstm at --batch_size=4 (")
-    assert "--micro_batch_size=2" in err[-1] and "--batch_size" in err[-1]
+    (fit,) = [line for line in err if line.startswith("memory: ")]
+    assert (
+        "of the 1024.00 GiB per device" in fit and "(--batch_size=4 in micro-batches of 2)" in fit
+    )
+    assert any("steps of 4 (2 accumulated micro-batches of 2) per epoch" in x for x in err)
+    assert err[-1].startswith(
+        "error: out of device memory training lstm at --batch_size=4 in micro-batches of 2 ("
+    )
+    assert "e.g. --micro_batch_size=1" in err[-1] and "a smaller --batch_size" in err[-1]
     assert not any("Traceback" in line for line in err)
 
 

@@ -238,3 +238,32 @@ def test_torch_resnet18_batchnorm_statistics_are_per_micro_batch():
     assert _state_diff(two, explicit) <= RTOL_OF_UPDATE * max(update, 1.0)
     assert int(two.state_dict()["bn1.num_batches_tracked"]) == 2  # once per micro-batch
     assert _state_diff(one, two) > 1e-2 * update
+
+
+def test_torch_resnet18_still_fits_the_synthetic_clips_with_micro_batches(torch_tiny):
+    """8 clips of the tiny synthetic corpus in 2 micro-batches of 4 (BatchNorm over 4 rows),
+    the recipe's AdamW at 1e-3, no augmentation: 3 steps take the loss from chance (ln 3 = 1.1)
+    to below a tenth of it and every clip right (measured: 1.10, 0.18, 0.02)."""
+    from shared_data.dataset.builder import open_dataset
+    from shared_data.training.split import load_training_data
+    from tests.support.tiny_runs import tiny_recipe
+
+    recipe = tiny_recipe(torch_tiny, torch_tiny["data_dir"], model="resnet18").resolved("torch")
+    data = load_training_data(recipe, open_dataset(torch_tiny["data_dir"], torch_tiny["config"]))
+    rows = [data.source[int(i)] for i in data.train_indices[:8]]
+    mel = np.stack([np.asarray(r["mel"]) for r in rows])[:, None]
+    x = torch.from_numpy(((mel - data.mel_mean) / data.mel_std).astype(np.float32))
+    labels = torch.tensor([int(r["label"]) for r in rows])
+    assert len(set(labels.tolist())) == 3  # every genre is there
+    torch.manual_seed(0)
+    model = create_torch_model("resnet18", 3, in_chans=1)
+    optimizer = torch_steps.make_optimizer(model.parameters(), recipe)
+    losses = []
+    for _ in range(3):
+        loss, correct = torch_steps.train_step(
+            model, optimizer, x, labels, spec_draws=None, mixup_draws=None, num_classes=3,
+            micro_batches=2,
+        )  # fmt: skip
+        losses.append(float(loss))
+    assert losses[0] > 0.9 and losses[-1] < 0.1 * losses[0], losses
+    assert float(correct) == 8
