@@ -96,9 +96,9 @@ def _trial_loss(model, x: torch.Tensor, num_classes: int, autocast_dtype) -> tor
 def estimate_trial_bytes(model, x, num_classes: int, autocast_dtype=None) -> int:
     """An estimate of one step's peak bytes without a device allocator to ask: the tensors
     autograd saves for the backward pass (``saved_tensors_hooks``, each storage once, parameters
-    excluded), the input, and the parameters with their gradients."""
+    excluded) and the input, plus the parameters with their gradients."""
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
+    saved: dict[int, int] = {x.untyped_storage().data_ptr(): x.untyped_storage().nbytes()}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
@@ -109,8 +109,7 @@ def estimate_trial_bytes(model, x, num_classes: int, autocast_dtype=None) -> int
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = _trial_loss(model, x, num_classes, autocast_dtype)
     loss.backward()
-    weights = _tensor_bytes(model.parameters())
-    return sum(saved.values()) + _tensor_bytes([x]) + 2 * weights
+    return sum(saved.values()) + 2 * _tensor_bytes(model.parameters())
 
 
 def measured_trial_bytes(model, x, num_classes: int, autocast_dtype=None) -> int:

@@ -17,9 +17,9 @@ whole ``--batch_size``); while it needs more than :data:`HEADROOM` of the device
 it (the largest divisor of the batch, and multiple of the device count, at most half the last
 size) and measure again. ``measure(micro) -> bytes per device`` is the backend's: XLA's memory
 analysis of the compiled step in JAX, a trial micro-step in torch; it returns None when the trial
-itself ran out of memory. Halving, not a search over every divisor: each measurement compiles the
-step (minutes for densenet201 on a GPU), and the usual power-of-two batches have no divisors
-between two halvings.
+itself ran out of memory. Halving, not a search over every divisor: each JAX measurement is a
+compilation of the step (5 min for densenet201 on the benchmark CPU, BENCHMARKS.md), and the usual
+power-of-two batches have no divisors between two halvings.
 """
 
 from __future__ import annotations
