@@ -6,6 +6,7 @@ API (mirrored name for name by ``torch_ref.augment``)::
     d = draw_spec_augment(key, spec, batch_size, n_freq=128, n_time=128)   # SpecAugmentDraws
     x = apply_spec_augment(x, d, fill_value=spec.fill_value)  # x: float [B, H=mel, W=time, C]
     m = draw_mixup(key, alpha, batch_size)                     # MixupDraws(lam [], perm [B])
+    perm = micro_batch_permutation(m.perm, micro_batches)      # partners within micro-batches
     x, targets = apply_mixup(x, targets, m)                    # targets: float32 [B, num_classes]
     targets = one_hot_targets(labels, num_classes, label_smoothing)
 
@@ -112,6 +113,22 @@ def draw_mixup(key: jax.Array, alpha: float, batch_size: int) -> MixupDraws:
     lam = jax.random.beta(lam_key, alpha, alpha, dtype=jnp.float32)
     perm = jax.random.permutation(perm_key, batch_size).astype(jnp.int32)
     return MixupDraws(lam, perm)
+
+
+def micro_batch_permutation(perm: jax.Array, micro_batches: int) -> jax.Array:
+    """Partners within micro-batches: ``perm`` int ``[B]`` (a uniform permutation) turned into one
+    that maps each block of ``B / micro_batches`` contiguous rows onto itself.
+
+    Block j's partners follow the order of ``perm``'s values in that block (their ranks), which is
+    a uniform permutation of the block, independent across blocks; with one block it is ``perm``
+    itself, so the one-pass step keeps its draws. Returns int ``[B]``, ``perm``'s dtype.
+    """
+    b = perm.shape[0]
+    size = b // micro_batches
+    blocks = perm.reshape(micro_batches, size)
+    ranks = jnp.argsort(jnp.argsort(blocks, axis=1), axis=1)
+    offsets = jnp.arange(micro_batches, dtype=ranks.dtype)[:, None] * size
+    return (ranks + offsets).reshape(b).astype(perm.dtype)
 
 
 def apply_mixup(x: jax.Array, targets: jax.Array, draws: MixupDraws) -> tuple[jax.Array, jax.Array]:

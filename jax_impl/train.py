@@ -37,6 +37,7 @@ import numpy as np
 from flax import nnx
 
 from jax_impl import data as data_lib
+from jax_impl import memory_fit
 from jax_impl import train_step as ts
 from jax_impl.checkpoint import Checkpoints, abstract_like, meta_of, position_of
 from jax_impl.models import create_model
@@ -59,6 +60,12 @@ from shared_data.training import loop
 from shared_data.training.hooks import Hook, Hooks, StepInfo
 from shared_data.training.lock import RunLock
 from shared_data.training.loop import EpochSums, RunPosition, TrainingError  # noqa: F401
+from shared_data.training.memory_fit import (
+    check_micro_batch,
+    input_hw,
+    micro_batch_note,
+    out_of_memory_as_user_error,
+)
 from shared_data.training.metrics_log import MetricsLogger, plot_curves
 from shared_data.training.recipe import Recipe
 from shared_data.training.resume_check import check_same_run
@@ -98,12 +105,18 @@ class TrainState:
 
 
 def create_train_state(recipe: Recipe, data: TrainingData) -> TrainState:
-    """Build the model (seeded by ``recipe.seed``), optimizer, schedule and the jitted steps."""
+    """Build the model (seeded by ``recipe.seed``), optimizer, schedule and the jitted steps.
+
+    On an accelerator (or with ``$VOCALGENRE_DEVICE_MEMORY_BYTES``) the train step is compiled
+    here and fitted into the device's memory (:func:`jax_impl.memory_fit.fit_micro_batch`); the
+    returned ``recipe`` holds the micro-batch size the run trains with.
+    """
     mesh = ts.make_mesh()
     if recipe.batch_size % mesh.size:
         raise DataError(
             f"--batch_size={recipe.batch_size} must be divisible by the {mesh.size} devices"
         )
+    check_micro_batch(recipe, shards=mesh.size)
     dtype, param_dtype = compute_dtypes(recipe.precision)
     model = create_model(recipe.model, data.num_classes, in_chans=1, dtype=dtype,
                          param_dtype=param_dtype, rngs=nnx.Rngs(recipe.seed),
@@ -112,11 +125,21 @@ def create_train_state(recipe: Recipe, data: TrainingData) -> TrainState:
     schedule = make_schedule(recipe, data.steps_per_epoch)
     tx = ts.make_optimizer(recipe, schedule)
     state["opt_state"] = tx.init(state["params"])
+    state = jax.device_put(state, ts.replicated(mesh))
     cfg = ts.StepConfig.from_recipe(recipe, data.num_classes)
+
+    def make_step(micro_batches: int):
+        cfg_k = dataclasses.replace(cfg, micro_batches=micro_batches)
+        return ts.make_train_step(graphs.train, tx, schedule, cfg_k, mesh)
+
+    micro, train_step = memory_fit.fit_micro_batch(
+        recipe, make_step, state, input_hw(data), mesh,
+        limit_bytes=memory_fit.device_memory_limit(),
+    )  # fmt: skip
     return TrainState(
-        recipe=recipe,
-        state=jax.device_put(state, ts.replicated(mesh)),
-        train_step=ts.make_train_step(graphs.train, tx, schedule, cfg, mesh),
+        recipe=dataclasses.replace(recipe, micro_batch_size=micro),
+        state=state,
+        train_step=train_step,
         eval_step=ts.make_eval_step(graphs.eval, mesh),
         schedule=schedule,
         mesh=mesh,
@@ -288,7 +311,8 @@ def _write_run_info(workdir: Path, recipe: Recipe, t: TrainState, data: Training
     log(
         f"training {recipe.model} on {recipe.dataset} fold {recipe.fold}: "
         f"{len(data.train_indices)} train / {len(data.val_indices)} val clips, "
-        f"{data.steps_per_epoch} steps of {recipe.batch_size} per epoch, {recipe.precision} on "
+        f"{data.steps_per_epoch} steps of {recipe.batch_size}{micro_batch_note(recipe)} per "
+        f"epoch, {recipe.precision} on "
         f"{t.mesh.size} {jax.default_backend()} device(s); workdir {workdir}"
     )
 
@@ -313,21 +337,23 @@ def train_and_evaluate(
 
     Raises:
         UserError subclasses: bad flag or model (``RecipeError``/``ModelError``), missing dataset
-        (``DataError``), diverged loss, locked or unusable workdir (``TrainingError``),
-        mismatched, unreadable or unwritable checkpoint (``CheckpointError``).
+        (``DataError``), diverged loss, locked or unusable workdir, a step that does not fit or
+        runs out of device memory (``TrainingError``), mismatched, unreadable or unwritable
+        checkpoint (``CheckpointError``).
     """
     recipe = recipe.resolved(BACKEND, accelerator=jax.default_backend() != "cpu")
     workdir = loop.resolve_workdir(recipe, workdir)
     recipe, hooks = dataclasses.replace(recipe, workdir=str(workdir)), Hooks(hooks)
-    with RunLock(workdir, enabled=is_main_process()):
+    with RunLock(workdir, enabled=is_main_process()), out_of_memory_as_user_error(recipe) as oom:
         dataset = dataset if dataset is not None else open_or_build_dataset(recipe)
         data = load_training_data(recipe, dataset)
         checkpoints = Checkpoints(workdir)
         t = None
         try:
             t = create_train_state(recipe, data)
+            oom.recipe = t.recipe  # an out-of-memory line names the micro-batch in use
             position = restore_or_start(t, checkpoints)
-            _write_run_info(workdir, recipe, t, data)
+            _write_run_info(workdir, t.recipe, t, data)
             logger = MetricsLogger(workdir, enabled=is_main_process(), resume_epoch=position.epoch)
             try:
                 last_val = train_epochs(t, data, position, checkpoints, hooks, logger)

@@ -6,6 +6,7 @@ API::
     graphs, state = split_model(model)          # Graphs(train, eval); state: TrainState dict
     state["opt_state"] = tx.init(state["params"])
     step = make_train_step(graphs.train, tx, schedule, cfg, mesh)   # jit, state donated
+    # cfg.micro_batches = k > 1: k accumulated passes per step (gradient accumulation, below)
     state, metrics = step(state, batch, epoch, step_in_epoch, True)  # True: Mixup this epoch
     logits = make_eval_step(graphs.eval, mesh)(state, batch)     # [B, C] float32, replicated
 
@@ -22,11 +23,25 @@ Data parallelism: the state is replicated and the batch sharded on its leading a
 ``"data"`` mesh axis; under ``jax.jit`` the computation is written for the global batch, so XLA
 inserts the gradient all-reduce and BatchNorm's batch statistics span the global batch (the
 result equals a single-device step).
+
+Gradient accumulation (``StepConfig.micro_batches`` = k > 1, ``--micro_batch_size``): the step
+augments the global batch as before (the SpecAugment masks of every example are those of the
+one-pass step; Mixup's partners are drawn within each micro-batch, :func:`draw_step`), then a
+``lax.scan`` runs forward and backward over k micro-batches of contiguous rows (micro-batch j holds
+rows ``[j*B/k, (j+1)*B/k)`` of the global batch, each sharded over all devices), threads the
+BatchNorm state through them and sums their gradients, and ONE optimizer update follows. Only one
+micro-batch's activations are alive at a time. Chosen over ``optax.MultiSteps``, which spreads a
+batch over k calls of the step: the step count, the LR schedule, the ``(epoch, step)`` keys of the
+draws, the hooks and the checkpoints would then see k steps per batch, the loader would feed
+micro-batches, and the optimizer state would carry a parameter-sized accumulator in every
+checkpoint (so a run could not resume with another micro-batch size). Here the accumulator lives
+inside one step and the state is the same as without accumulation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -60,6 +75,7 @@ class StepConfig:
     spec: SpecAugmentSpec
     mixup_alpha: float
     label_smoothing: float = 0.0
+    micro_batches: int = 1  # gradient-accumulation passes per step (module docstring)
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, num_classes: int) -> StepConfig:
@@ -69,6 +85,7 @@ class StepConfig:
             spec=recipe.spec_augment(),
             mixup_alpha=recipe.mixup_alpha,
             label_smoothing=recipe.label_smoothing,
+            micro_batches=recipe.micro_batches,
         )
 
 
@@ -91,6 +108,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def micro_batch_sharded(mesh: Mesh) -> NamedSharding:
+    """``[k, B/k, ...]`` micro-batches: each one sharded over every device (axis 1)."""
+    return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
 
 
 def split_model(model: nnx.Module) -> tuple[Graphs, TrainState]:
@@ -137,12 +159,20 @@ def step_key(seed: int, epoch: jax.Array, step_in_epoch: jax.Array) -> jax.Array
 
 
 def draw_step(key: jax.Array, cfg: StepConfig, batch_shape: tuple[int, ...]) -> StepDraws:
-    """Every draw of a step for an NHWC batch of ``batch_shape`` ``[B, H (mel), W (time), C]``."""
+    """Every draw of a step for an NHWC batch of ``batch_shape`` ``[B, H (mel), W (time), C]``.
+
+    With ``cfg.micro_batches`` = k > 1 the SpecAugment masks and Mixup's ``lam`` are those of the
+    one-pass step, and each example's Mixup partner is in its own micro-batch
+    (:func:`jax_impl.augment.micro_batch_permutation`), so a micro-batch's forward pass needs no
+    other micro-batch's rows.
+    """
     b, h, w = batch_shape[:3]
     spec_key, mixup_key, model_key = jax.random.split(key, 3)
     spec = augment.draw_spec_augment(spec_key, cfg.spec, b, n_freq=h, n_time=w)
     if cfg.mixup_alpha > 0:
         mix = augment.draw_mixup(mixup_key, cfg.mixup_alpha, b)
+        if cfg.micro_batches > 1:
+            mix = mix._replace(perm=augment.micro_batch_permutation(mix.perm, cfg.micro_batches))
     else:
         mix = augment.MixupDraws(jnp.ones((), jnp.float32), jnp.arange(b, dtype=jnp.int32))
     return StepDraws(spec, mix, model_key)
@@ -176,13 +206,16 @@ def train_step(
     schedule: optax.Schedule,
     cfg: StepConfig,
     mixup: bool,
+    micro_sharding: NamedSharding | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on ``batch`` (``mel`` float32 ``[B, H, W, C]``, ``label`` int ``[B]``).
 
     SpecAugment always, then Mixup when ``mixup`` (else plain cross-entropy on the, possibly
-    smoothed, one-hot targets). Returns the new state and device-side metrics: ``loss`` (mean soft
-    cross-entropy, float32, or float64 for a float64 model), ``correct``
-    (:func:`credited_correct`, float32), ``count`` and ``lr`` (the learning rate this step used).
+    smoothed, one-hot targets); with ``cfg.micro_batches`` > 1 the gradient is accumulated over
+    that many micro-batches (:func:`accumulate_gradients`; ``micro_sharding``: how to lay them out
+    over the mesh, None on one device). Returns the new state and device-side metrics: ``loss``
+    (mean soft cross-entropy over the batch, float32, or float64 for a float64 model),
+    ``correct`` (:func:`credited_correct`, float32), ``count`` and ``lr`` (the step's LR).
     """
     x = augment.apply_spec_augment(batch["mel"], draws.spec, cfg.spec.fill_value)
     labels = batch["label"]
@@ -190,19 +223,16 @@ def train_step(
     if mixup:
         x, targets = augment.apply_mixup(x, targets, draws.mixup)
 
-    def loss_fn(params, rest):
-        # copy=True: fresh Variables at this trace level, which BatchNorm may then update.
-        model = nnx.merge(graphdef, params, rest, copy=True)
-        logits = model(x, key=draws.model_key)
-        # bf16 logits are scored in float32; a float64 model (the multi-device test) stays float64.
-        logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
-        loss = optax.softmax_cross_entropy(logits, targets).mean()
-        _, _, new_rest = nnx.split(model, nnx.Param, ...)
-        return loss, (logits, new_rest)
-
-    (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state["params"], state["rest"]
-    )
+    grad_fn = jax.value_and_grad(functools.partial(_loss, graphdef), has_aux=True)
+    if cfg.micro_batches == 1:
+        (loss, (logits, rest)), grads = grad_fn(
+            state["params"], state["rest"], x, targets, draws.model_key
+        )
+    else:
+        loss, logits, rest, grads = accumulate_gradients(
+            grad_fn, state["params"], state["rest"], x, targets, draws.model_key,
+            micro_batches=cfg.micro_batches, sharding=micro_sharding,
+        )  # fmt: skip
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     metrics = {
@@ -213,6 +243,69 @@ def train_step(
     }
     new_state = {"params": params, "rest": rest, "opt_state": opt_state, "step": state["step"] + 1}
     return new_state, metrics
+
+
+def _loss(graphdef: Any, params, rest, x: jax.Array, targets: jax.Array, key: jax.Array):
+    """``(mean soft cross-entropy, (logits, new rest))`` of one forward pass over ``x``."""
+    # copy=True: fresh Variables at this trace level, which BatchNorm may then update.
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    logits = model(x, key=key)
+    # bf16 logits are scored in float32; a float64 model (the multi-device test) stays float64.
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+    loss = optax.softmax_cross_entropy(logits, targets).mean()
+    _, _, new_rest = nnx.split(model, nnx.Param, ...)
+    return loss, (logits, new_rest)
+
+
+def accumulate_gradients(
+    grad_fn: Any,
+    params: Any,
+    rest: Any,
+    x: jax.Array,
+    targets: jax.Array,
+    key: jax.Array,
+    *,
+    micro_batches: int,
+    sharding: NamedSharding | None = None,
+) -> tuple[jax.Array, jax.Array, Any, Any]:
+    """The batch's loss, logits, new ``rest`` and mean gradient from k = ``micro_batches`` passes.
+
+    ``x`` ``[B, ...]`` and ``targets`` ``[B, C]`` are split into k micro-batches of contiguous rows
+    (``sharding``: their ``[k, B/k, ...]`` layout, each micro-batch over every device; XLA moves
+    the input rows between devices, never the activations). ``grad_fn(params, rest, x_j, t_j,
+    key_j)`` is ``value_and_grad`` of :func:`_loss`; micro-batch j draws its in-model randomness
+    (shake-shake) from ``fold_in(key, j)``, and runs on the BatchNorm state micro-batch j - 1 left
+    (running statistics updated k times a step, as torch's accumulation does).
+
+    Returns ``(loss, logits [B, C], rest, grads)``: the mean of the k micro-batch losses (each a
+    mean over B/k rows: the mean over the batch), the logits in batch order, and the gradient of
+    that mean (the sum of the k micro-batch gradients / k).
+    """
+
+    def split(a: jax.Array) -> jax.Array:
+        a = a.reshape(micro_batches, a.shape[0] // micro_batches, *a.shape[1:])
+        return a if sharding is None else jax.lax.with_sharding_constraint(a, sharding)
+
+    def one(carry, xs):
+        rest, total = carry
+        x_j, t_j, j = xs
+        (loss_j, (logits_j, rest)), grads_j = grad_fn(
+            params, rest, x_j, t_j, jax.random.fold_in(key, j)
+        )
+        return (rest, jax.tree.map(jnp.add, total, grads_j)), (loss_j, logits_j)
+
+    xs = (split(x), split(targets), jnp.arange(micro_batches))
+    # The carry must keep its dtypes, and a pass may change them: a float64 model's BatchNorm
+    # statistics start as flax's float32 and come back in float64. So the carry starts in the
+    # dtypes a pass returns (a widening, exact cast; one pass instead scales the float32
+    # statistics by the momentum in float32, a float32 rounding apart in a float64 model's
+    # first step; float32 models are not cast at all).
+    out = jax.eval_shape(lambda r: one((r, params), jax.tree.map(lambda a: a[0], xs))[0][0], rest)
+    rest = jax.tree.map(lambda v, s: v.astype(s.dtype), rest, out)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    (rest, total), (losses, logits) = jax.lax.scan(one, (rest, zeros), xs)
+    grads = jax.tree.map(lambda g: g / micro_batches, total)
+    return jnp.mean(losses), logits.reshape(-1, logits.shape[-1]), rest, grads
 
 
 def make_train_step(
@@ -228,11 +321,14 @@ def make_train_step(
     reuses one compilation per value of the static bool ``mixup``).
     """
 
+    micro = micro_batch_sharded(mesh)
+
     def step(state, batch, epoch, step_in_epoch, mixup: bool):
         draws = draw_step(step_key(cfg.seed, epoch, step_in_epoch), cfg, batch["mel"].shape)
         return train_step(
-            state, batch, draws, graphdef=graphdef, tx=tx, schedule=schedule, cfg=cfg, mixup=mixup
-        )
+            state, batch, draws, graphdef=graphdef, tx=tx, schedule=schedule, cfg=cfg, mixup=mixup,
+            micro_sharding=micro,
+        )  # fmt: skip
 
     rep = replicated(mesh)
     return jax.jit(

@@ -1,4 +1,5 @@
-"""Data parallelism on 4 fake CPU devices: one train step equals the single-device step.
+"""Data parallelism on 4 fake CPU devices: one train step equals the single-device step, also
+with gradient accumulation (2 micro-batches, each spread over the devices).
 
 A subprocess sets ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (it must be set before
 JAX starts). It runs the real jitted step of :mod:`jax_impl.train_step` — SpecAugment, Mixup,
@@ -87,6 +88,26 @@ CHILD = textwrap.dedent(
             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
         )
 
+    # Gradient accumulation: 2 micro-batches of 4 contiguous rows, each spread over the 4
+    # devices (1 row per device); BatchNorm statistics per micro-batch, across the devices. A
+    # small BatchNorm net: the subject is the layout of the micro-batches, not resnet18.
+    import dataclasses
+
+    from tests.support.models import tiny_batchnorm_net
+
+    micro = {}
+    for n in (1, 4):
+        graphs, state = ts.split_model(tiny_batchnorm_net(10, dtype=jnp.float64))
+        state["opt_state"] = tx.init(state["params"])
+        mesh = ts.make_mesh(jax.devices()[:n])
+        state = jax.device_put(state, ts.replicated(mesh))
+        initial_micro = jax.device_get(state["params"])
+        cfg_2 = dataclasses.replace(cfg, micro_batches=2)
+        step = ts.make_train_step(graphs.train, tx, schedule, cfg_2, mesh)
+        sharded = jax.device_put(batch, ts.batch_sharded(mesh))
+        state, metrics = step(state, sharded, np.int32(1), np.int32(2), True)
+        micro[n] = jax.device_get({"loss": metrics["loss"], "state": state})
+
     report["dtype"] = str(jax.tree.leaves(out[4]["state"]["params"])[0].dtype)
     report["loss"] = [float(out[1]["loss"]), float(out[4]["loss"])]
     report["params"] = max_diff(out[1]["state"]["params"], out[4]["state"]["params"])
@@ -94,6 +115,10 @@ CHILD = textwrap.dedent(
     report["opt_state"] = max_diff(out[1]["state"]["opt_state"], out[4]["state"]["opt_state"])
     report["logits"] = max_diff(out[1]["logits"], out[4]["logits"])
     report["update"] = max_diff(initial, out[4]["state"]["params"])  # the step moved them
+    report["micro_loss"] = [float(micro[1]["loss"]), float(micro[4]["loss"])]
+    report["micro_params"] = max_diff(micro[1]["state"]["params"], micro[4]["state"]["params"])
+    report["micro_batch_stats"] = max_diff(micro[1]["state"]["rest"], micro[4]["state"]["rest"])
+    report["micro_update"] = max_diff(initial_micro, micro[4]["state"]["params"])
     print("REPORT " + json.dumps(report))
     """
 )
@@ -127,3 +152,7 @@ def test_one_step_on_four_devices_equals_one_device(tmp_path):
     assert report["opt_state"] <= 1e-9
     assert report["logits"] <= 1e-9
     assert report["update"] > 1e-4
+    micro_1, micro_4 = report["micro_loss"]
+    assert abs(micro_1 - micro_4) <= 1e-9 * abs(micro_1)
+    assert report["micro_params"] <= 1e-9 and report["micro_batch_stats"] <= 1e-9
+    assert report["micro_update"] > 1e-4

@@ -72,6 +72,11 @@ def test_a_malformed_flag_value_names_the_flag(capsys):
         ({"max_time_width": -1}, "--max_time_width"),
         ({"epochs": 10, "restarts": 1, "t0_epochs": 3}, "--t0_epochs and --restarts"),
         ({"epochs": "10"}, "--epochs must be of type int"),
+        ({"micro_batch_size": 0}, "--micro_batch_size must be >= 1"),
+        (
+            {"batch_size": 64, "micro_batch_size": 24},
+            "--micro_batch_size=24 must divide --batch_size=64 (e.g. --micro_batch_size=16)",
+        ),
     ],
 )
 def test_bad_values_raise_a_user_error_naming_the_flag(kwargs, flag):
@@ -130,6 +135,13 @@ def test_mixup_runs_for_the_first_fraction_of_the_epochs():
     assert Recipe(epochs=5).mixup_epochs == 2
     assert Recipe(epochs=10, mixup_alpha=0.0).mixup_epochs == 0
     assert Recipe(epochs=10, mixup_fraction=1.0).mixup_epochs == 10
+
+
+def test_micro_batches_default_to_one_pass():
+    assert Recipe().micro_batch_size is None and Recipe().micro_batches == 1
+    assert Recipe(batch_size=64, micro_batch_size=16).micro_batches == 4
+    assert parse("--micro_batch_size=8", "--batch_size=32").micro_batches == 4
+    assert parse("--micro_batch_size=none").micro_batch_size is None
 
 
 def test_spec_augment_spec_comes_from_the_recipe():

@@ -233,7 +233,10 @@ def test_ddp_on_two_processes_matches_one_process(tiny, tmp_path):
     """torchrun with 2 gloo processes: each reads its half of every global batch and DDP averages
     the gradients, so without per-rank random draws (Mixup and masks off) and without BatchNorm
     (lstm) the run equals the single-process one up to float summation order. SGD keeps that
-    difference proportional (Adam would turn a sign flip of a ~0 gradient into a full step)."""
+    difference proportional (Adam would turn a sign flip of a ~0 gradient into a full step).
+    The DDP run also accumulates 2 micro-batches per step (``--micro_batch_size=2``: one example
+    per process each, all-reduced once per step under ``no_sync``), which changes the summation
+    order only."""
     flags = [
         "--model=lstm",
         f"--dataset={tiny['config']}",
@@ -250,7 +253,14 @@ def test_ddp_on_two_processes_matches_one_process(tiny, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [*cmd, "-m", "torch_ref.train", *flags, f"--workdir={tmp_path / 'ddp'}"],
+        [
+            *cmd,
+            "-m",
+            "torch_ref.train",
+            *flags,
+            "--micro_batch_size=2",
+            f"--workdir={tmp_path / 'ddp'}",
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -260,7 +270,7 @@ def test_ddp_on_two_processes_matches_one_process(tiny, tmp_path):
     assert train_lib.main([*flags, f"--workdir={tmp_path / 'single'}"]) == 0
 
     info = json.loads((tmp_path / "ddp" / "recipe.json").read_text())
-    assert info["run"]["world_size"] == 2
+    assert info["run"]["world_size"] == 2 and info["recipe"]["micro_batch_size"] == 2
     a = _payload(tmp_path / "ddp", "latest")
     b = _payload(tmp_path / "single", "latest")
     assert a["global_step"] == b["global_step"] == tiny["steps"]

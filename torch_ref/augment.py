@@ -7,6 +7,7 @@ API (mirrors ``jax_impl.augment`` name for name)::
     d = draw_spec_augment(g, spec, batch_size, n_freq=128, n_time=128)   # SpecAugmentDraws
     x = apply_spec_augment(x, d, fill_value=spec.fill_value)   # x: float [B, C, H=mel, W=time]
     m = draw_mixup(g, alpha, batch_size)                        # MixupDraws(lam [], perm [B])
+    perm = micro_batch_permutation(m.perm, micro_batches)       # partners within micro-batches
     x, targets = apply_mixup(x, targets, m)                     # targets: float32 [B, num_classes]
     targets = one_hot_targets(labels, num_classes, label_smoothing)
 
@@ -118,6 +119,18 @@ def draw_mixup(generator: torch.Generator, alpha: float, batch_size: int) -> Mix
     lam = torch.tensor(scipy.special.betaincinv(alpha, alpha, u), dtype=torch.float32)
     perm = torch.randperm(batch_size, generator=generator)
     return MixupDraws(lam, perm)
+
+
+def micro_batch_permutation(perm: torch.Tensor, micro_batches: int) -> torch.Tensor:
+    """Partners within micro-batches: ``perm`` int ``[B]`` turned into a permutation that maps each
+    block of ``B / micro_batches`` contiguous rows onto itself, by the ranks of ``perm``'s values in
+    the block (the mirror of ``jax_impl.augment.micro_batch_permutation``, which says why)."""
+    b = perm.shape[0]
+    size = b // micro_batches
+    blocks = perm.reshape(micro_batches, size)
+    ranks = torch.argsort(torch.argsort(blocks, dim=1), dim=1)
+    offsets = torch.arange(micro_batches, dtype=ranks.dtype, device=perm.device)[:, None] * size
+    return (ranks + offsets).reshape(b).to(perm.dtype)
 
 
 def apply_mixup(

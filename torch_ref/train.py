@@ -37,6 +37,12 @@ from shared_data.training import loop
 from shared_data.training.hooks import Hook, Hooks, StepInfo
 from shared_data.training.lock import RunLock
 from shared_data.training.loop import EpochSums, RunPosition, TrainingError  # noqa: F401
+from shared_data.training.memory_fit import (
+    check_micro_batch,
+    input_hw,
+    micro_batch_note,
+    out_of_memory_as_user_error,
+)
 from shared_data.training.metrics_log import MetricsLogger, plot_curves
 from shared_data.training.recipe import Recipe
 from shared_data.training.resume_check import check_same_run
@@ -48,7 +54,7 @@ from shared_data.training.train_cli import (
     os_errors_as_user_errors,
 )
 from shared_data.training.validation import validation_metrics
-from torch_ref import augment
+from torch_ref import augment, memory_fit
 from torch_ref import train_step as ts
 from torch_ref.checkpoint import Checkpoints, meta_of, position_of, rng_state, set_rng_state
 from torch_ref.data import eval_batches, train_batches
@@ -80,11 +86,23 @@ class TrainState:
 def create_train_state(
     recipe: Recipe, data: TrainingData, rt: Runtime, *, compile_model: bool = False
 ) -> TrainState:
-    """Build the model (seeded by ``recipe.seed``), optimizer, scheduler and loaders."""
+    """Build the model (seeded by ``recipe.seed``), optimizer, scheduler and loaders.
+
+    On CUDA (or with ``$VOCALGENRE_DEVICE_MEMORY_BYTES``) a trial step fits the train step into
+    the device's memory (:func:`torch_ref.memory_fit.fit_micro_batch`); the returned ``recipe``
+    holds the micro-batch size the run trains with.
+    """
+    check_micro_batch(recipe, shards=rt.world, what="processes")
     ts.seed_init_rng(recipe.seed)
     model = create_model(recipe.model, data.num_classes, in_chans=1, **recipe.model_kwargs())
     model.to(device=rt.device, memory_format=torch.channels_last)
     optimizer = ts.make_optimizer(model.parameters(), recipe)
+    autocast_dtype = torch.bfloat16 if recipe.precision == "bf16" else None
+    micro = memory_fit.fit_micro_batch(
+        recipe, model, optimizer, input_hw(data), rt, num_classes=data.num_classes,
+        autocast_dtype=autocast_dtype, limit_bytes=memory_fit.device_memory_limit(rt.device),
+    )  # fmt: skip
+    recipe = dataclasses.replace(recipe, micro_batch_size=micro)
     train_model: torch.nn.Module = model
     if rt.world > 1:
         ids = [rt.local_rank] if rt.device.type == "cuda" else None
@@ -97,8 +115,7 @@ def create_train_state(
         recipe=recipe, rt=rt, model=model, train_model=train_model, optimizer=optimizer,
         scheduler=make_schedule(optimizer, recipe), loader=loader, sampler=sampler,
         val_loader=eval_batches(data, recipe, rank=rt.rank, world=rt.world, pin_memory=pin),
-        spec=recipe.spec_augment(),
-        autocast_dtype=torch.bfloat16 if recipe.precision == "bf16" else None,
+        spec=recipe.spec_augment(), autocast_dtype=autocast_dtype,
     )  # fmt: skip
 
 
@@ -210,11 +227,14 @@ def _train_step(t: TrainState, x, labels, epoch: int, i: int, mixup: bool, num_c
     g = ts.step_generator(recipe.seed, epoch, i, rt.rank)
     spec_draws = augment.draw_spec_augment(g, t.spec, x.shape[0], x.shape[2], x.shape[3])
     mix = augment.draw_mixup(g, recipe.mixup_alpha, x.shape[0]) if mixup else None
+    k = recipe.micro_batches
+    if mix is not None and k > 1:
+        mix = mix._replace(perm=augment.micro_batch_permutation(mix.perm, k))
     ts.seed_model_rng(recipe.seed, epoch, i, rt.rank)
     return ts.train_step(
         t.train_model, t.optimizer, x, labels, spec_draws=spec_draws, mixup_draws=mix,
         num_classes=num_classes, label_smoothing=recipe.label_smoothing,
-        fill_value=t.spec.fill_value, autocast_dtype=t.autocast_dtype,
+        fill_value=t.spec.fill_value, autocast_dtype=t.autocast_dtype, micro_batches=k,
     )  # fmt: skip
 
 
@@ -276,7 +296,8 @@ def _write_run_info(workdir: Path, recipe: Recipe, t: TrainState, data: Training
     log(
         f"training {recipe.model} on {recipe.dataset} fold {recipe.fold}: "
         f"{len(data.train_indices)} train / {len(data.val_indices)} val clips, "
-        f"{data.steps_per_epoch} steps of {recipe.batch_size} per epoch, {recipe.precision} on "
+        f"{data.steps_per_epoch} steps of {recipe.batch_size}{micro_batch_note(recipe)} per "
+        f"epoch, {recipe.precision} on "
         f"{t.rt.world} process(es), {t.rt.device}; workdir {workdir}"
     )
 
@@ -305,7 +326,7 @@ def train_and_evaluate(
     recipe = recipe.resolved(BACKEND, accelerator=rt.device.type == "cuda")
     workdir = loop.resolve_workdir(recipe, workdir)
     recipe, hooks = dataclasses.replace(recipe, workdir=str(workdir)), Hooks(hooks)
-    with RunLock(workdir, enabled=rt.is_main):
+    with RunLock(workdir, enabled=rt.is_main), out_of_memory_as_user_error(recipe) as oom:
         if dataset is None:
             from shared_data.dataset.builder import open_dataset
 
@@ -313,8 +334,9 @@ def train_and_evaluate(
         data = load_training_data(recipe, dataset)
         checkpoints = Checkpoints(workdir)
         t = create_train_state(recipe, data, rt, compile_model=compile_model)
+        oom.recipe = t.recipe  # an out-of-memory line names the micro-batch in use
         position = restore_or_start(t, checkpoints)
-        _write_run_info(workdir, recipe, t, data, compile_model)
+        _write_run_info(workdir, t.recipe, t, data, compile_model)
         logger = MetricsLogger(workdir, enabled=rt.is_main, resume_epoch=position.epoch)
         try:
             last_val = train_epochs(t, data, position, checkpoints, hooks, logger)

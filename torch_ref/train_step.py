@@ -8,13 +8,22 @@ API::
     seed_init_rng(seed)                                       # before building the model
     loss, correct = train_step(model, optimizer, x, labels, spec_draws=..., mixup_draws=...,
                                num_classes=10, label_smoothing=0.0, fill_value=0.0,
-                               autocast_dtype=torch.bfloat16 or None)
+                               autocast_dtype=torch.bfloat16 or None,
+                               micro_batches=1)               # k > 1: gradient accumulation
     logits, indices = eval_logits(model, loader, device, autocast_dtype)   # numpy, host
 
 The step's order is the recipe's (and what ``jax_impl`` mirrors): SpecAugment on the normalised
 batch -> one-hot targets (with label smoothing) -> Mixup of inputs and targets -> forward (bf16
 autocast when asked) -> soft-target cross-entropy in fp32, mean over the batch -> backward ->
 optimizer step. Everything random in a step comes from ``(seed, epoch, step, rank)``.
+
+Gradient accumulation (``micro_batches`` = k > 1, ``--micro_batch_size``), as ``jax_impl``'s: the
+(per-process) batch is augmented as a whole, with each Mixup partner drawn inside its micro-batch
+(``augment.micro_batch_permutation``), then split into k micro-batches of contiguous rows; each
+runs forward and backward with its loss scaled by 1/k, the gradients accumulate in ``.grad``, and
+one optimizer step follows. Under DDP the gradient all-reduce runs once, in the last micro-batch's
+backward (``no_sync`` for the others); each process splits its own shard, so a global micro-batch
+is the j-th part of every process's shard (torch's BatchNorm statistics are per process anyway).
 """
 
 from __future__ import annotations
@@ -83,7 +92,8 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype`` on ``device``'s type; a no-op context for None (fp32)."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -101,12 +111,15 @@ def train_step(
     label_smoothing: float = 0.0,
     fill_value: float = 0.0,
     autocast_dtype: torch.dtype | None = None,
+    micro_batches: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on ``x`` float32 ``[B, C, H, W]``, ``labels`` int64 ``[B]``.
+    """One optimizer step on ``x`` float32 ``[B, C, H, W]``, ``labels`` int64 ``[B]``, in
+    ``micro_batches`` accumulated passes (module docstring; Mixup's ``perm`` must then keep each
+    partner inside its micro-batch).
 
     Returns:
-        the loss (fp32 scalar, detached) and the correct count of :func:`credited_correct`
-        (float32 scalar); both stay on the device (no host sync).
+        the loss (mean over the batch; fp32 scalar, detached) and the correct count of
+        :func:`credited_correct` (float32 scalar); both stay on the device (no host sync).
     """
     model.train()
     if spec_draws is not None:
@@ -114,13 +127,51 @@ def train_step(
     targets = augment.one_hot_targets(labels, num_classes, label_smoothing)
     if mixup_draws is not None:
         x, targets = augment.apply_mixup(x, targets, mixup_draws)
-    with _autocast(x.device, autocast_dtype):
-        logits = model(x)
-    loss = soft_cross_entropy(logits, targets)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if micro_batches == 1:
+        with autocast(x.device, autocast_dtype):
+            logits = model(x)
+        loss = soft_cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+    else:
+        optimizer.zero_grad(set_to_none=True)
+        loss, logits = accumulate_gradients(model, x, targets, micro_batches, autocast_dtype)
     optimizer.step()
     return loss.detach(), credited_correct(logits.detach(), labels, mixup_draws)
+
+
+def accumulate_gradients(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    micro_batches: int,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward and backward over ``micro_batches`` contiguous parts of ``x`` ``[B, ...]`` and
+    ``targets`` ``[B, C]``, adding the gradient of the batch's mean loss into ``.grad``.
+
+    Returns the batch's mean loss (detached) and its logits ``[B, C]`` (detached, batch order).
+    """
+    losses, logits = [], []
+    parts = zip(x.chunk(micro_batches), targets.chunk(micro_batches), strict=True)
+    for j, (x_j, t_j) in enumerate(parts):
+        last = j == micro_batches - 1
+        # DDP all-reduces in backward; the first k - 1 micro-batches only accumulate locally.
+        sync = contextlib.nullcontext() if last else _no_sync(model)
+        with sync:
+            with autocast(x.device, autocast_dtype):
+                logits_j = model(x_j)
+            loss_j = soft_cross_entropy(logits_j, t_j)
+            (loss_j / micro_batches).backward()
+        losses.append(loss_j.detach())
+        logits.append(logits_j.detach())
+    return torch.stack(losses).mean(), torch.cat(logits)
+
+
+def _no_sync(model: torch.nn.Module):
+    """DDP's ``no_sync`` (also through ``torch.compile``'s wrapper); a no-op for a plain module."""
+    no_sync = getattr(model, "no_sync", None)
+    return no_sync() if no_sync is not None else contextlib.nullcontext()
 
 
 def credited_correct(
@@ -155,7 +206,7 @@ def eval_logits(
     logits, indices = [], []
     for x, _, index in loader:
         x = x.to(device, non_blocking=True, memory_format=memory_format)
-        with _autocast(device, autocast_dtype):
+        with autocast(device, autocast_dtype):
             logits.append(model(x).float().cpu())
         indices.append(index.to(torch.int64))
     if not logits:

@@ -7,7 +7,8 @@ sums, records, the summary schema), ``validation`` (clip and song accuracy and l
 logits), ``hooks`` (progress bar and per-step observers), ``lock`` (one training per run
 directory), ``metrics_log`` (``metrics.jsonl``, TensorBoard scalars, the curves PNG),
 ``cross_validation`` (the K-fold loop, its summary and table), ``resume_check`` (whether a
-checkpoint may be resumed), ``runinfo`` (``recipe.json``: writing it, and reading it validated).
+checkpoint may be resumed), ``runinfo`` (``recipe.json``: writing it, and reading it validated),
+``memory_fit`` (the micro-batch that fits the device, and out-of-memory errors as one line).
 May import: :mod:`shared_data.dataset`, :mod:`shared_data.ensemble` (its metrics and member
 records), :mod:`shared_data.architecture`, :mod:`shared_data.errors`, :mod:`shared_data.cli`;
 never a backend.

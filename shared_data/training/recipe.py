@@ -7,6 +7,7 @@ API (for the training loops in ``jax_impl/train.py`` and ``torch_ref/train.py``)
     recipe.lr, recipe.weight_decay, recipe.t0_epochs         # concrete after resolved()
     recipe.mixup_active(epoch) -> bool                       # Mixup in the first epochs only
     recipe.mixup_epochs -> int
+    recipe.micro_batches -> int                              # gradient-accumulation passes per step
     recipe.spec_augment() -> SpecAugmentSpec                  # static config of the masks
     recipe.to_json() / Recipe.from_json(text) / recipe.to_dict() / Recipe.from_dict(d)
 
@@ -128,6 +129,20 @@ class Recipe:
             "the bottlenecks)"
         ),
     )
+    # None: one pass over the whole batch, unless the train step does not fit the accelerator's
+    # memory; then the largest micro-batch that does (shared_data/training/memory_fit.py). Both
+    # backends accumulate the micro-batches' gradients into ONE optimizer step, so the global
+    # batch, the LR schedule, the data order and the per-example SpecAugment draws stay the same;
+    # BatchNorm's batch statistics and Mixup's partners are per micro-batch (docs/design.md).
+    micro_batch_size: int | None = field(
+        default=None,
+        metadata=_help(
+            "examples per gradient-accumulation micro-batch (global, split over the devices like "
+            "--batch_size, which it must divide): one optimizer step per --batch_size, BatchNorm "
+            "statistics and Mixup partners per micro-batch; default: the whole batch, or on a "
+            "GPU/TPU the largest micro-batch whose train step fits the device's memory"
+        ),
+    )
     precision: str = field(
         default="auto",
         metadata=_help("compute precision: auto (bf16 on GPU, fp32 on CPU), bf16 or fp32"),
@@ -240,6 +255,11 @@ class Recipe:
         if self.mixup_alpha == 0:
             return 0
         return math.floor(self.mixup_fraction * self.epochs)
+
+    @property
+    def micro_batches(self) -> int:
+        """Gradient-accumulation passes per optimizer step (1 when ``micro_batch_size`` is None)."""
+        return self.batch_size // self.micro_batch_size if self.micro_batch_size else 1
 
     def mixup_active(self, epoch: int) -> bool:
         """Whether epoch ``epoch`` (0-based) trains with Mixup; afterwards plain cross-entropy."""

@@ -58,6 +58,7 @@ def validate(r: Any) -> None:
     _check(bool(r.dataset), "--dataset must name a builder config (e.g. synthetic)")
     _check(r.epochs >= 1, f"--epochs must be >= 1 (got {r.epochs})")
     _check(r.batch_size >= 1, f"--batch_size must be >= 1 (got {r.batch_size})")
+    _check_micro_batch(r)
     _check(r.folds >= 2, f"--folds must be >= 2 (got {r.folds})")
     _check(0 <= r.fold < r.folds, f"--fold must be in [0, --folds={r.folds}) (got {r.fold})")
     _check(r.seed >= 0, f"--seed must be >= 0 (got {r.seed})")
@@ -101,6 +102,19 @@ def validate(r: Any) -> None:
         f"(got --model={r.model})",
     )
     _check_augmentation(r)
+
+
+def _check_micro_batch(r: Any) -> None:
+    m = r.micro_batch_size
+    if m is None:
+        return
+    _check(m >= 1, f"--micro_batch_size must be >= 1 (got {m})")
+    divisor = max(d for d in range(1, min(m, r.batch_size) + 1) if r.batch_size % d == 0)
+    _check(
+        r.batch_size % m == 0,
+        f"--micro_batch_size={m} must divide --batch_size={r.batch_size} "
+        f"(e.g. --micro_batch_size={divisor})",
+    )
 
 
 def _check_augmentation(r: Any) -> None:

@@ -14,10 +14,15 @@ from typing import Any
 from shared_data.errors import UserError
 
 # Recipe fields that may change between an interrupted run and its resume without changing what
-# is computed (where things are written, how often things are logged).
+# is computed (where things are written, how often things are logged), plus micro_batch_size: a
+# memory setting, which the automatic fit may set differently on another device. Gradient
+# accumulation keeps the global batch, the schedule, the data order and the draws, and the
+# checkpoint holds no trace of it; only the BatchNorm statistics and Mixup partners of the steps
+# after the resume become per micro-batch of the new size (bit-identical resumes need the same).
 RESUMABLE_CHANGES = frozenset(
-    {"workdir", "data_dir", "resume", "log_every", "eval_every", "checkpoint_every", "num_workers"}
-)
+    {"workdir", "data_dir", "resume", "log_every", "eval_every", "checkpoint_every", "num_workers",
+     "micro_batch_size"}
+)  # fmt: skip
 
 
 class CheckpointError(UserError):

@@ -57,3 +57,30 @@ def small_batch(name: str, batch: int, in_chans: int = 1, *, seed: int = 0) -> n
     h, w = small_input_hw(name)
     rng = np.random.default_rng(seed)
     return rng.standard_normal((batch, in_chans, h, w)).astype(np.float32)
+
+
+def tiny_batchnorm_net(num_classes: int, *, seed: int = 0, dtype=None):
+    """A JAX ``nnx`` model with the project's BatchNorm that compiles in about a second:
+    conv 3x3 (8 channels) -> BatchNorm -> ReLU -> spatial mean -> linear. For the train-step tests
+    whose subject is the step (micro-batches, the memory fit), not a registered architecture."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jax_impl.models.batch_norm import BatchNorm
+
+    dtype = dtype or jnp.float32
+    rngs = nnx.Rngs(seed)
+
+    class TinyBatchNormNet(nnx.Module):
+        def __init__(self):
+            kw = {"rngs": rngs, "dtype": dtype, "param_dtype": dtype}
+            self.conv = nnx.Conv(1, 8, (3, 3), **kw)
+            self.bn = BatchNorm(8, **kw)
+            self.head = nnx.Linear(8, num_classes, **kw)
+
+        def __call__(self, x, *, key=None):
+            h = jax.nn.relu(self.bn(self.conv(x)))
+            return self.head(h.mean(axis=(1, 2)))
+
+    return TinyBatchNormNet()
