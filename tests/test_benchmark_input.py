@@ -19,11 +19,12 @@ from tests.support.import_blocker import REPO
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, jax_tiny):
     out = tmp_path_factory.mktemp("input_pipeline")
+    data = [f"--data_dir={jax_tiny['data_dir']}", f"--config={jax_tiny['config']}"]
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.input_pipeline", "--smoke", "--end_to_end",
-         f"--out={out}"],
+         f"--out={out}", *data],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -19,6 +19,8 @@ BACKEND_ONLY_FLAGS: dict[str, dict[str, str]] = {
         "the rendezvous to torch in the environment",
         "--num_processes": "as --coordinator_address",
         "--process_id": "as --coordinator_address",
+        "--jax_cache": "XLA compiles every program, so JAX keeps them in a persistent cache; "
+        "torch eager compiles nothing",
     },
     "torch": {
         "--compile": "torch.compile is opt-in in torch; jax.jit always compiles",
