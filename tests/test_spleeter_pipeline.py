@@ -240,7 +240,9 @@ def test_separate_cli_writes_stems_like_spleeter(tmp_path, capsys):
         wave, sr = sf.read(tmp_path / "out" / "my song" / f"{stem}.wav", always_2d=True)
         assert sr == 44100 and wave.shape == (30_000, 2)
         assert np.abs(wave).max() > 0
-    assert "my song.wav" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "my song.wav" in err
+    assert "separation: spleeter: jax fp32 (--backend=jax; " in err  # the path, and why
 
 
 def test_separate_cli_reports_clashes_and_missing_files(tmp_path):
