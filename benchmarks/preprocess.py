@@ -16,7 +16,8 @@ its 3-s clips (mono 22,050 Hz).
 Quality (``--quality-songs N``, 0 skips it): N synthetic songs of ``--quality-seconds`` with
 their true vocals, one per genre, separated on every path: the mean vocal SDR against the truth
 per path, and per bf16 path how far its stems lie from the same backend's fp32 stems
-(``shared_data.separation.quality.sdr_db``; the lowest song and stem).
+(``shared_data.separation.quality.sdr_db``; the lowest and the median over songs and stems) and
+the largest change of a song's vocal SDR.
 
 Peak memory of separating one ``--memory-seconds`` song (white noise: memory does not depend on
 content) is measured per path in a fresh subprocess: peak RSS (``VmHWM``) after a warm-up on a
@@ -120,19 +121,31 @@ def separation_quality(separators: dict[str, Any], n_songs: int, seconds: float)
         name: [separator.separate([song.mix])[0] for song in songs]
         for name, separator in separators.items()
     }
-    out: dict[str, Any] = {"songs": n_songs, "song_seconds": seconds, "paths": {}}
+    sdrs = {
+        name: [sdr_db(song.vocals, o["vocals"]) for song, o in zip(songs, outs, strict=True)]
+        for name, outs in stems.items()
+    }
+    paths = {
+        name: {"vocal_sdr_db": values, "mean_vocal_sdr_db": float(np.mean(values))}
+        for name, values in sdrs.items()
+    }
     for name, outs in stems.items():
-        sdrs = [sdr_db(song.vocals, o["vocals"]) for song, o in zip(songs, outs, strict=True)]
-        out["paths"][name] = {"vocal_sdr_db": sdrs, "mean_vocal_sdr_db": float(np.mean(sdrs))}
         backend, _, precision = name.partition(" ")
-        reference = stems.get(path_name(backend, "fp32"))
-        if precision != "fp32" and reference is not None:
-            apart = [
-                sdr_db(ref[stem], o[stem])
-                for ref, o in zip(reference, outs, strict=True)
-                for stem in ("vocals", "accompaniment")
-            ]
-            out["paths"][name]["min_db_vs_fp32"] = min(apart)
+        fp32 = path_name(backend, "fp32")
+        if precision == "fp32" or fp32 not in stems:
+            continue
+        apart = [
+            sdr_db(ref[stem], o[stem])
+            for ref, o in zip(stems[fp32], outs, strict=True)
+            for stem in ("vocals", "accompaniment")
+        ]
+        moved = [b - a for a, b in zip(sdrs[fp32], sdrs[name], strict=True)]
+        paths[name].update(
+            min_db_vs_fp32=min(apart),
+            median_db_vs_fp32=float(np.median(apart)),
+            max_abs_sdr_change_db=max(abs(m) for m in moved),
+        )
+    out: dict[str, Any] = {"songs": n_songs, "song_seconds": seconds, "paths": paths}
     if "jax fp32" in stems and "torch fp32" in stems:
         out["jax_fp32_vs_torch_fp32_min_db"] = min(
             sdr_db(a[stem], b[stem])

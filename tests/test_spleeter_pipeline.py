@@ -181,7 +181,7 @@ def test_auto_resolves_from_the_installed_ports_accelerators_and_cpu_flags(monke
     _ports(monkeypatch, jax=False, torch=True)
     assert _path(spleeter.resolve("auto", "auto")) == ("torch", "bf16")
     _ports(monkeypatch, jax=False, torch=False)
-    assert _path(spleeter.resolve("auto", "auto")) == ("jax", "fp32")
+    assert _path(spleeter.resolve("auto", "auto")) == ("torch", "fp32")
     monkeypatch.setattr(spleeter, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
     assert _path(spleeter.resolve("auto", "auto")) == ("torch", "bf16")
     assert _path(spleeter.resolve("jax", "auto")) == ("jax", "fp32")
@@ -191,10 +191,10 @@ def test_auto_resolves_from_the_installed_ports_accelerators_and_cpu_flags(monke
 
 
 def test_auto_takes_the_installed_port_when_the_preferred_one_is_missing(monkeypatch):
-    monkeypatch.setattr(spleeter, "cpu_flags", lambda: frozenset())
-    _ports(monkeypatch, torch=False)
+    monkeypatch.setattr(spleeter, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    _ports(monkeypatch, jax=False)
     choice = spleeter.resolve("auto", "auto")
-    assert _path(choice) == ("torch", "fp32") and "jax is not installed" in choice.reason
+    assert _path(choice) == ("jax", "fp32") and "torch is not installed" in choice.reason
 
 
 def test_both_ports_register_themselves_through_entry_points():

@@ -13,11 +13,12 @@ The rule for ``auto``/``auto`` (``BENCHMARKS.md``, "Separation paths", has the m
    training's ``--precision=auto`` uses there, and ``benchmarks.gpu_check`` times both.
 2. Else torch sees CUDA: torch in bf16 (autocast), on the same grounds.
 3. Else a CPU with bf16 units (``amx_bf16``, or ``avx512_bf16`` without AMX): torch under
-   ``torch.autocast("cpu", bfloat16)``, through oneDNN: 2.1x the fp32 port on an Intel Xeon with
-   AMX, and the fastest path on an AMD EPYC with ``avx512_bf16``. XLA:CPU does not reach those
-   units, so JAX in bf16 is no faster there than in fp32.
-4. Else (no bf16 unit: torch would emulate bf16, many times slower) :data:`CPU_FP32_BACKEND`
-   (JAX) in fp32.
+   ``torch.autocast("cpu", bfloat16)``, through oneDNN: 2.4x the JAX fp32 port on an Intel Xeon
+   with AMX, 1.3-1.5x on an AMD EPYC with ``avx512_bf16``. XLA:CPU does not reach those units,
+   so JAX in bf16 is no faster there than in fp32 (slower, on the EPYC).
+4. Else (no bf16 unit: torch would emulate bf16, 20x slower than fp32 on the EPYC held to AVX2)
+   :data:`CPU_FP32_BACKEND` in fp32: torch's fp32 port was 1.1-1.2x JAX's on both CPUs, and with
+   both frameworks held to AVX2.
 
 A backend that is not installed is never chosen when another one is; a precision given
 explicitly is kept (bf16 on a CPU without bf16 units is allowed, emulated and slow).
@@ -37,8 +38,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 #: The port for bf16 on a CPU: torch's autocast reaches oneDNN's bf16 kernels, XLA:CPU does not.
 CPU_BF16_BACKEND = "torch"
-#: The port for fp32 on a CPU (the faster fp32 port on the AMD EPYC measured; see the module doc).
-CPU_FP32_BACKEND = "jax"
+#: The port for fp32 on a CPU (the faster fp32 port on every CPU measured; see the module doc).
+CPU_FP32_BACKEND = "torch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +142,7 @@ def _auto_backend(
         why = f"CPU has {unit}" if unit else "torch is the bf16 port on the CPU"
     else:
         preferred = CPU_FP32_BACKEND
-        why = "CPU has no bf16 unit" if unit is None else "JAX is the faster fp32 port on the CPU"
+        why = "CPU has no bf16 unit" if precision == "auto" else "the faster fp32 port on the CPU"
     if preferred in installed or not installed:
         return preferred, why
     return sorted(installed)[0], f"{preferred} is not installed"
