@@ -216,7 +216,7 @@ def test_registering_spleeter_imports_no_framework():
 
 def test_spleeter_is_registered_and_builds_on_request():
     assert "spleeter" in available_separators()
-    sep = get_separator("spleeter", "torch")
+    sep = get_separator("spleeter", "torch", "fp32")
     assert isinstance(sep, torch_sep.SpleeterSeparator)
     assert isinstance(sep, Separator)
     assert sep.stems == ("vocals", "accompaniment", "mix")
@@ -224,8 +224,7 @@ def test_spleeter_is_registered_and_builds_on_request():
     assert info["backend"] == "torch"
     assert info["weights"]["files"]["vocals"]["sha256"].startswith("385ea337")
     # fp32 keeps the info of the builds made before precisions existed (same cache keys).
-    fp32 = get_separator("spleeter", "torch", "fp32")
-    assert "precision" not in fp32.info() and fp32.choice.startswith("torch fp32 (--backend=torch")
+    assert "precision" not in info and sep.choice.startswith("torch fp32 (--backend=torch")
 
 
 def test_separate_cli_writes_stems_like_spleeter(tmp_path, capsys):

@@ -61,9 +61,12 @@ def resolve(backend: str = "auto", precision: str = "auto") -> SeparationChoice:
         DataError: an unknown backend or precision; the message lists the valid ones.
     """
     installed = IMPLEMENTATIONS.names()
-    accelerated = {}
-    if backend == "auto" or precision == "auto":  # only then does it matter; it imports frameworks
-        accelerated = {name: IMPLEMENTATIONS.get(name).has_accelerator() for name in installed}
+    # Asking a port whether it sees an accelerator imports its framework: ask only those the
+    # choice depends on.
+    asked = installed if backend == "auto" else [b for b in installed if b == backend]
+    if precision != "auto" and backend != "auto":
+        asked = []
+    accelerated = {name: IMPLEMENTATIONS.get(name).has_accelerator() for name in asked}
     return choose(
         backend, precision, installed=installed, accelerated=accelerated, flags=cpu_flags()
     )
