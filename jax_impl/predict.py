@@ -2,7 +2,9 @@
 
 ``python -m jax_impl.predict --members=DIR[,DIR...] SONG... [--clips] [--csv=FILE]`` decodes each
 song (any format :func:`shared_data.audio.decode.load_audio` reads, any length of 1 s or more),
-separates it with the members' separator (the JAX implementation) and keeps their stem,
+separates it with the members' separator (the JAX implementation, in the precision of
+``--separation_precision=auto|fp32|bf16``; auto: bf16 where that is the faster path here,
+``shared_data.separation.choice``) and keeps their stem,
 featurises it, and prints a table of each song's three most probable genres; ``--clips`` adds
 every clip's probabilities. ``--csv=FILE`` writes a Kaggle-style ``id,label`` submission: for the
 files given (id: the file name without extension, or the path when names repeat), or, with

@@ -178,7 +178,7 @@ def test_songs_are_separated_with_the_members_separator_and_their_stem_is_used(
     swapper = _StemSwapper(generate_song("classical", 6, seed=11, seconds=6.0).mix)
     asked = []
 
-    def get_separator(name: str, backend: str = "auto"):
+    def get_separator(name: str, backend: str = "auto", precision: str = "auto"):
         asked.append((name, backend))
         return swapper
 

@@ -13,6 +13,7 @@ from shared_data.separation.registry import (
     STEM_CHOICES,
     Separator,
     available_separators,
+    describe_separator,
     get_separator,
     register_separator,
     require_stem,
@@ -80,9 +81,35 @@ def test_unknown_separator_lists_the_valid_ones():
     assert set(listed) == set(available_separators()) and "none" in listed
 
 
-def test_unknown_backend():
-    with pytest.raises(DataError, match="unknown backend 'tpu'; choose one of auto, jax, torch"):
+def test_unknown_backend_and_precision_name_the_flag():
+    with pytest.raises(DataError, match=r"unknown backend 'tpu'; .*--backend=auto\|jax\|torch"):
         get_separator("none", backend="tpu")
+    with pytest.raises(DataError, match=r"'fp16'; .*--separation_precision=auto\|fp32\|bf16"):
+        get_separator("none", precision="fp16")
+
+
+def test_factories_get_the_precision_and_older_ones_keep_theirs(registry):
+    asked = []
+
+    def factory(backend, precision):
+        asked.append((backend, precision))
+        separator = _FakeSeparator(backend)
+        separator.choice = f"{backend} {precision} (asked)"
+        return separator
+
+    register_separator("fake", factory)
+    sep = get_separator("fake", "torch", "bf16")
+    assert asked == [("torch", "bf16")]
+    assert describe_separator(sep) == "fake: torch bf16 (asked)"
+    # A factory written before precisions existed takes the backend only: it runs at its one
+    # precision, so fp32 and auto build it and bf16 is refused with the flag to change.
+    register_separator("older", _FakeSeparator)
+    assert get_separator("older", "jax", "fp32").backend == "jax"
+    assert describe_separator(get_separator("older")) == "fake"  # no choice: the name alone
+    with pytest.raises(DataError, match=r"'older' has no bf16 mode; .*=auto\|fp32"):
+        get_separator("older", "jax", "bf16")
+    # The `none` separator has no network: any precision gives the mix back.
+    assert get_separator("none", "auto", "bf16").stems == ("mix",)
 
 
 def test_select_stem_from_the_none_separator():

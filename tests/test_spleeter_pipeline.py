@@ -170,21 +170,31 @@ def _ports(monkeypatch, **accelerated: bool) -> None:
     monkeypatch.setattr(spleeter, "IMPLEMENTATIONS", table)
 
 
-def test_auto_backend_prefers_accelerated_jax_then_cuda_torch_then_cpu_choice(monkeypatch):
+def _path(choice: spleeter.SeparationChoice) -> tuple[str, str]:
+    return choice.backend, choice.precision
+
+
+def test_auto_resolves_from_the_installed_ports_accelerators_and_cpu_flags(monkeypatch):
+    monkeypatch.setattr(spleeter, "cpu_flags", lambda: frozenset({"avx2"}))
     _ports(monkeypatch, jax=True, torch=True)
-    assert spleeter.resolve_backend("auto") == "jax"
+    assert _path(spleeter.resolve("auto", "auto")) == ("jax", "bf16")
     _ports(monkeypatch, jax=False, torch=True)
-    assert spleeter.resolve_backend("auto") == "torch"
+    assert _path(spleeter.resolve("auto", "auto")) == ("torch", "bf16")
     _ports(monkeypatch, jax=False, torch=False)
-    assert spleeter.resolve_backend("auto") == spleeter.CPU_BACKEND == "jax"
-    assert spleeter.resolve_backend("torch") == "torch"
-    with pytest.raises(DataError, match="auto|jax|torch"):
-        spleeter.resolve_backend("tensorflow")
+    assert _path(spleeter.resolve("auto", "auto")) == ("torch", "fp32")
+    monkeypatch.setattr(spleeter, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
+    assert _path(spleeter.resolve("auto", "auto")) == ("torch", "bf16")
+    assert _path(spleeter.resolve("jax", "auto")) == ("jax", "fp32")
+    assert _path(spleeter.resolve("torch", "fp32")) == ("torch", "fp32")
+    with pytest.raises(DataError, match=r"auto\|jax\|torch"):
+        spleeter.resolve("tensorflow")
 
 
-def test_auto_backend_takes_the_installed_one_when_jax_is_missing(monkeypatch):
-    _ports(monkeypatch, torch=False)
-    assert spleeter.resolve_backend("auto") == "torch"
+def test_auto_takes_the_installed_port_when_the_preferred_one_is_missing(monkeypatch):
+    monkeypatch.setattr(spleeter, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    _ports(monkeypatch, jax=False)
+    choice = spleeter.resolve("auto", "auto")
+    assert _path(choice) == ("jax", "fp32") and "torch is not installed" in choice.reason
 
 
 def test_both_ports_register_themselves_through_entry_points():
@@ -206,13 +216,15 @@ def test_registering_spleeter_imports_no_framework():
 
 def test_spleeter_is_registered_and_builds_on_request():
     assert "spleeter" in available_separators()
-    sep = get_separator("spleeter", "torch")
+    sep = get_separator("spleeter", "torch", "fp32")
     assert isinstance(sep, torch_sep.SpleeterSeparator)
     assert isinstance(sep, Separator)
     assert sep.stems == ("vocals", "accompaniment", "mix")
     info = sep.info()
     assert info["backend"] == "torch"
     assert info["weights"]["files"]["vocals"]["sha256"].startswith("385ea337")
+    # fp32 keeps the info of the builds made before precisions existed (same cache keys).
+    assert "precision" not in info and sep.choice.startswith("torch fp32 (--backend=torch")
 
 
 def test_separate_cli_writes_stems_like_spleeter(tmp_path, capsys):
@@ -227,7 +239,9 @@ def test_separate_cli_writes_stems_like_spleeter(tmp_path, capsys):
         wave, sr = sf.read(tmp_path / "out" / "my song" / f"{stem}.wav", always_2d=True)
         assert sr == 44100 and wave.shape == (30_000, 2)
         assert np.abs(wave).max() > 0
-    assert "my song.wav" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "my song.wav" in err
+    assert "separation: spleeter: jax fp32 (--backend=jax; " in err  # the path, and why
 
 
 def test_separate_cli_reports_clashes_and_missing_files(tmp_path):

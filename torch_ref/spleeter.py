@@ -2,7 +2,9 @@
 
 The numbers and the song chunking are shared (``shared_data.separation.chunks``); this module does
 one batch of padded-waveform segments: STFT -> one U-Net per stem -> ratio masks -> inverse STFT.
-Runs under ``torch.inference_mode`` on CUDA when present, else the CPU, in float32.
+Runs under ``torch.inference_mode`` on CUDA when present, else the CPU. In precision ``bf16`` the
+U-Nets run under ``torch.autocast(device, torch.bfloat16)`` (float32 weights; oneDNN's bf16
+kernels on a CPU with bf16 units); the STFT, masks and overlap-add are float32 in either precision.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch_ref.models.spleeter_unet import SpleeterUNet
 
 BACKEND = "torch"
 DEFAULT_BATCH_PATCHES = 4
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def load_unet(state: Mapping[str, np.ndarray], device: torch.device | str = "cpu") -> SpleeterUNet:
@@ -77,15 +80,23 @@ def inverse_stft(spec: torch.Tensor, params: SpleeterParams = DEFAULT_PARAMS) ->
 
 
 def separate_batch(
-    nets: Sequence[SpleeterUNet], segments: torch.Tensor, params: SpleeterParams = DEFAULT_PARAMS
+    nets: Sequence[SpleeterUNet],
+    segments: torch.Tensor,
+    params: SpleeterParams = DEFAULT_PARAMS,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Segments ``[B, 2, segment_samples]`` -> per-stem waveforms ``[B, S, 2, segment_samples]``.
 
-    The U-Nets see magnitudes ``[B, 2, patch_frames, bins]`` (NCHW: stereo channels, time, freq).
+    The U-Nets see magnitudes ``[B, 2, patch_frames, bins]`` (NCHW: stereo channels, time, freq)
+    and compute in ``dtype`` (autocast, for bfloat16); their estimates are taken back to float32
+    for the masks.
     """
     spec = stft(segments, params)  # [B, 2, T, F]
     magnitude = spec.abs()
-    estimates = torch.stack([net(magnitude) for net in nets])  # [S, B, 2, T, F]
+    reduced = dtype != torch.float32
+    with torch.autocast(segments.device.type, dtype=dtype, enabled=reduced):
+        outputs = [net(magnitude) for net in nets]
+    estimates = torch.stack([out.float() for out in outputs])  # [S, B, 2, T, F]
     masked = ratio_masks(estimates, params) * spec
     return inverse_stft(masked, params).transpose(0, 1)
 
@@ -96,6 +107,8 @@ class SpleeterSeparator(SpleeterSeparatorBase):
     Args:
         batch_patches: 512-frame patches (11.9 s of audio each) per U-Net call; bounds memory.
         device: torch device; CUDA when available by default.
+        precision: ``"fp32"``, or ``"bf16"`` for the U-Nets under bfloat16 autocast (fast on CUDA
+            and on CPUs with bf16 units; emulated, slow, on other CPUs).
     """
 
     backend = BACKEND
@@ -106,10 +119,13 @@ class SpleeterSeparator(SpleeterSeparatorBase):
         batch_patches: int = DEFAULT_BATCH_PATCHES,
         device: torch.device | str | None = None,
         params: SpleeterParams = DEFAULT_PARAMS,
+        precision: str = "fp32",
     ):
         self.params = params
         self.batch_patches = batch_patches
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.precision = self.check_precision(precision)
+        self.choice = f"{BACKEND} {precision}"
         states = spleeter_weights.load_stem_states()
         self.nets = [load_unet(states[stem], self.device) for stem in params.stems]
 
@@ -117,7 +133,8 @@ class SpleeterSeparator(SpleeterSeparatorBase):
         """Segments ``[B, 2, segment_samples]`` -> ``[B, S, 2, segment_samples]``, float32."""
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(segments, dtype=np.float32)).to(self.device)
-            return separate_batch(self.nets, x, self.params).cpu().numpy()
+            dtype = PRECISION_DTYPES[self.precision]
+            return separate_batch(self.nets, x, self.params, dtype).cpu().numpy()
 
     def framework_version(self) -> dict[str, str]:
         return {"torch": torch.__version__}

@@ -6,8 +6,9 @@ and, for every song of a batch, decodes, separates and featurises it into the pe
 the key a single-process build would use (:func:`shared_data.dataset.stage.compute_song`). The
 pipeline has no output: the cache is its result, and the builder's ordinary writer then reads it.
 
-A worker's separator is built by the same ``auto|jax|torch`` rule as the driver's, so a worker
-with an accelerator uses it. The cache key names the separator's backend and device, so a worker
+A worker's separator is built by the same ``auto`` rule (backend and precision) as the driver's,
+so a worker with an accelerator uses it. The cache key names the separator's backend, precision
+and device, so a worker
 whose separator differs from the driver's (say, a GPU worker behind a CPU-only launcher) would
 write entries the writer never looks up; such a worker stops the build with a message saying so
 instead. Only imported when a build asks for Beam (``pip install -e '.[beam]'``).
@@ -50,14 +51,14 @@ class SongStageFn(beam.DoFn):
         from shared_data.separation.registry import get_separator
 
         spec = self._spec
-        self._separator = get_separator(spec.separator, spec.backend)
+        self._separator = get_separator(spec.separator, spec.backend, spec.precision)
         info = json_normal(self._separator.info())
         driver = spec.settings.separator_info
         if info != driver:
             raise DataError(
                 f"{_MISMATCH} (worker {_where(info)}, driver {_where(driver)})"
-                "; run the build command where the workers' backend and device are the same, or "
-                "pass --backend=jax|torch"
+                "; run the build command where the workers' backend, precision and device are "
+                "the same, or pass --backend=jax|torch and --separation_precision=fp32|bf16"
             )
         self._cache = SongCache(Path(spec.cache_dir))
 
@@ -71,7 +72,8 @@ class SongStageFn(beam.DoFn):
 
 
 def _where(info: dict) -> str:
-    return f"backend {info.get('backend', '-')}, device {info.get('device', '-')}"
+    precision = info.get("precision", "fp32")
+    return f"backend {info.get('backend', '-')} {precision}, device {info.get('device', '-')}"
 
 
 def run_pipeline(items: Iterable[inputs_lib.SongInput], spec: StageSpec, argv: list[str]) -> None:

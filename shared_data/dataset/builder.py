@@ -13,7 +13,7 @@ Build behaviour:
 
 - Songs are separated whole, then the chosen stem is featurised; each song's mels (and its stem
   and mix levels) are cached at ``<data_dir>/.vocal_mels_cache/<config>/<key>.npz`` (key: input
-  SHA-256, the separator's ``info()`` (backend, weights), stem, feature params), written
+  SHA-256, the separator's ``info()`` (backend, precision, weights), stem, feature params), written
   atomically. A build killed at any point restarts: the stale TFDS temporary folder is removed
   and cached songs are reused (it says so, counting only songs cached by earlier builds).
 - ``build_report.json`` lists every input file (path, status ok|rejected, reason, n_clips,
@@ -25,7 +25,8 @@ Build behaviour:
 - A dataset folder that exists is reused only if it was built with the same settings (config,
   separator and its weights, stem, K, fold method) and, for folder/csv, the same input files;
   otherwise the build is refused with the fix (``overwrite=True`` / ``--overwrite``, or another
-  data_dir). The separator is compared by its ``info()``, so whatever it reports counts.
+  data_dir). The separator is compared by its ``info()``, so whatever it reports counts: an fp32
+  and a bf16 separation (``separation_precision``) never share a dataset or a cache entry.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         separator: str = DEFAULT_SEPARATOR,
         stem: str = DEFAULT_STEM,
         backend: str = "auto",
+        separation_precision: str = "auto",
         input: str | os.PathLike[str] | None = None,  # noqa: A002 - the CLI flag's name
         strict: bool = False,
         folds: int = DEFAULT_FOLDS,
@@ -137,6 +139,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         self._separator_name = separator
         self._stem = stem
         self._backend = backend
+        self._separation_precision = separation_precision
         self._input = Path(input).expanduser() if input is not None else None
         self._strict = strict
         self._folds = validate_k(folds)
@@ -153,7 +156,8 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         super().__init__(**kwargs)
         # TFDS re-creates builders from this when pickling.
         self._original_state.update(
-            separator=separator, stem=stem, backend=backend, input=input, strict=strict,
+            separator=separator, stem=stem, backend=backend,
+            separation_precision=separation_precision, input=input, strict=strict,
             folds=folds, fold_method=fold_method, progress=progress, beam_argv=self._beam_argv,
             file_format=kwargs["file_format"],
         )  # fmt: skip
@@ -246,7 +250,10 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
             require_beam()  # before importing the module that imports apache_beam
             from shared_data.dataset.beam_stage import run_stage
 
-            spec = StageSpec(self._separator_name, self._backend, settings, str(self.cache_dir))
+            spec = StageSpec(
+                self._separator_name, self._backend, settings, str(self.cache_dir),
+                self._separation_precision,
+            )  # fmt: skip
             fresh = run_stage(items, spec, self._beam_argv)
         done = process_songs(
             items, settings, cache, lambda wave: self._featurise(wave, separator),
@@ -335,7 +342,9 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
 
     def _separator(self) -> Any:
         if self._separator_obj is None:
-            self._separator_obj = get_separator(self._separator_name, self._backend)
+            self._separator_obj = get_separator(
+                self._separator_name, self._backend, self._separation_precision
+            )
         return self._separator_obj
 
     def _featurise(
@@ -389,11 +398,11 @@ def build_dataset(
     """Build (or reuse) ``vocal_mels/<config>`` under ``data_dir`` and return its builder.
 
     ``options``: the build options of :class:`VocalMels` (``separator``, ``stem``, ``backend``,
-    ``input``, ``strict``, ``folds``, ``fold_method``, ``progress``, ``beam_argv``), with its
-    defaults. ``overwrite=True`` deletes an existing dataset of this config first (the song
-    cache stays, so unchanged songs are not separated again). With ``beam_argv`` (Beam pipeline
-    arguments, :func:`shared_data.dataset.stage.beam_argv`) the per-song stage runs on Beam
-    before the writer (:mod:`shared_data.dataset.stage`).
+    ``separation_precision``, ``input``, ``strict``, ``folds``, ``fold_method``, ``progress``,
+    ``beam_argv``), with its defaults. ``overwrite=True`` deletes an existing dataset of this
+    config first (the song cache stays, so unchanged songs are not separated again). With
+    ``beam_argv`` (Beam pipeline arguments, :func:`shared_data.dataset.stage.beam_argv`) the
+    per-song stage runs on Beam before the writer (:mod:`shared_data.dataset.stage`).
 
     Raises:
         DataError: see :meth:`VocalMels.download_and_prepare`.

@@ -16,6 +16,7 @@ from typing import Any
 from shared_data.dataset.configs import METADATA_FORMAT, REPORT_NAME, json_normal
 from shared_data.dataset.songs import MelStats, Song
 from shared_data.errors import DataError
+from shared_data.separation.registry import describe_separator
 
 
 def accepted_labels(
@@ -93,14 +94,18 @@ def metadata(
 
 
 def report_head(builder: Any, dataset_path: Path) -> dict[str, Any]:
-    """The first fields of the report of ``builder`` (a ``VocalMels``)."""
+    """The first fields of the report of ``builder`` (a ``VocalMels``): ``backend`` and
+    ``separation_precision`` as asked, ``separation`` what they resolved to and why."""
     synthetic = builder.builder_config.source == "synthetic"
+    separator = builder._separator()
     return {
         "dataset": f"{builder.name}/{builder.builder_config.name}/{builder.version}",
         "dataset_dir": os.fspath(dataset_path),
         "input": None if synthetic else os.fspath(builder._input_root()),
-        "separator": builder._separator().name,
+        "separator": separator.name,
+        "separation": describe_separator(separator),
         "backend": builder._backend,
+        "separation_precision": builder._separation_precision,
         "stem": builder._stem,
         "folds": builder._folds,
         "fold_method": builder._fold_method,

@@ -26,7 +26,10 @@ def check_existing(builder: Any, stored: dict[str, Any]) -> None:
     if old != new:
         old = old or {}
         keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        diffs = "; ".join(f"{k}: built {old.get(k)!r}, asked {new.get(k)!r}" for k in keys)
+        diffs = "; ".join(_differences(k, old.get(k), new.get(k)) for k in keys)
+        built = separation_flags(old.get("separator_info"), new.get("separator_info"))
+        if built:
+            fix = f"pass {built} to reuse it, --overwrite to rebuild it, or another --data_dir"
         raise DataError(f"{where} was built with different settings ({diffs}); {fix}")
     items, _ = builder._list_inputs()
     before = stored.get("checksums", {})
@@ -54,6 +57,36 @@ def check_existing(builder: Any, stored: dict[str, Any]) -> None:
             if v
         ]
         raise DataError(f"the input files of {where} changed: {', '.join(parts)}; {fix}")
+
+
+def _differences(key: str, old: Any, new: Any) -> str:
+    """``"key: built X, asked Y"``; for two dicts (the separator's ``info()``) only the entries
+    that differ, as ``key.entry``, since the whole of one runs to hundreds of characters."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        entries = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        return "; ".join(_differences(f"{key}.{k}", old.get(k), new.get(k)) for k in entries)
+    return f"{key}: built {old!r}, asked {new!r}"
+
+
+def separation_flags(built: Any, asked: Any) -> str | None:
+    """The ``--backend=... --separation_precision=...`` that give the separator ``info()``
+    ``built`` again when it differs from ``asked`` only in the separation path (the ``auto``
+    rule may pick another path than an earlier build did, e.g. torch bf16 on a CPU with bf16
+    units where that build took JAX fp32); None when a flag cannot help (other weights,
+    parameters or framework version, another device for the same backend). An info without
+    ``precision`` is fp32 (the precision is named only for bf16)."""
+    if not isinstance(built, dict) or not isinstance(asked, dict) or "backend" not in built:
+        return None
+    # Each backend's info names its own framework's version; only a key both have can differ.
+    shared = (set(built) & set(asked)) - {"backend", "precision"}
+    if built.get("backend") != asked.get("backend"):
+        shared.discard("device")  # each framework names the CPU in its own words
+    if any(built[k] != asked[k] for k in shared) or (set(built) ^ set(asked)) - _PATH_KEYS:
+        return None
+    return f"--backend={built['backend']} --separation_precision={built.get('precision', 'fp32')}"
+
+
+_PATH_KEYS = frozenset({"precision", "jax", "torch"})
 
 
 def checksums(items: Sequence[inputs_lib.SongInput]) -> dict[str, str | None]:

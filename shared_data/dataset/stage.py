@@ -38,13 +38,15 @@ BEAM_INSTALL = "pip install -e '.[beam]'"
 
 @dataclasses.dataclass(frozen=True)
 class StageSpec:
-    """What a worker needs to redo the builder's per-song work: the separator to load (by name
-    and backend, loaded once per worker) and the settings that make the cache key."""
+    """What a worker needs to redo the builder's per-song work: the separator to load (by name,
+    backend and precision, as the flags gave them; loaded once per worker) and the settings that
+    make the cache key."""
 
     separator: str
     backend: str
     settings: SongSettings
     cache_dir: str
+    precision: str = "auto"
 
 
 def featurise_song(

@@ -22,9 +22,9 @@ in flight (``batch_patches``, default 4): the segments and their per-stem output
 patch, host and device) and the backend's temporaries, 67 MB per patch under XLA
 (``compile().memory_analysis()``: 269 MB for B = 4), independent of the song's length. Fixed: the
 two U-Nets (2 x 39 MB) and the frameworks. Measured peak RSS of the whole process separating a
-10-minute song on the CPU with B = 4 (``python -m benchmarks.preprocess``, BENCHMARKS.md): 2.1 GB
-with JAX, 2.5 GB with PyTorch. Separating the song in one pass instead would need 3.4 GB of XLA
-temporaries alone, growing linearly with the song's length.
+10-minute song on the CPU with B = 4 (``python -m benchmarks.preprocess``, BENCHMARKS.md): 3.0 GB
+with JAX, 2.8 GB with PyTorch in fp32, 2.6 GB in bf16. Separating the song in one pass instead
+would need 3.4 GB of XLA temporaries alone, growing linearly with the song's length.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """The separator interface: a batch of stereo 44.1 kHz songs -> named stems per song.
 
 A separator is any object satisfying :class:`Separator`. Separators are registered by name with a
-factory ``factory(backend: str) -> Separator``, so a heavy one (the Spleeter U-Net) loads its
-framework and weights only when asked for. Every separator returns the input under ``"mix"`` as
+factory ``factory(backend: str, precision: str) -> Separator`` (``backend`` in :data:`BACKENDS`,
+``precision`` in :data:`PRECISIONS`), so a heavy one (the Spleeter U-Net) loads its framework and
+weights only when asked for. A factory that takes no ``precision`` (``factory(backend)``, as
+plug-ins written before precisions existed do) is built at its one precision, and asking it for
+``bf16`` is refused. Every separator returns the input under ``"mix"`` as
 well as its own stems, so ``--stem=mix`` works with any of them.
 
 Plug-ins: :data:`SEPARATORS` is a :class:`shared_data.registry.Registry`. Before a name is looked
@@ -11,7 +14,7 @@ and every module of the ``vocalgenre.separators`` entry-point group, each of whi
 itself at import::
 
     from shared_data.separation.registry import register_separator
-    register_separator("demucs", make_demucs)   # make_demucs(backend) -> Separator
+    register_separator("demucs", make_demucs)   # make_demucs(backend, precision) -> Separator
 
 A plug-in module that fails to import (e.g. a missing dependency) leaves the other separators
 usable, and asking for a name that is then unknown reports the import error, so a separator never
@@ -20,6 +23,7 @@ vanishes silently.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,16 +31,19 @@ import numpy as np
 
 from shared_data.errors import DataError
 from shared_data.registry import Registry
+from shared_data.separation.choice import BACKENDS, PRECISIONS, check_choices
 
 __all__ = [
     "BACKENDS",
     "PLUGIN_MODULES",
+    "PRECISIONS",
     "SEPARATORS",
     "STEM_CHOICES",
     "NoneSeparator",
     "Separator",
     "SeparatorFactory",
     "available_separators",
+    "describe_separator",
     "get_separator",
     "register_separator",
     "require_stem",
@@ -44,7 +51,6 @@ __all__ = [
 ]
 
 STEM_CHOICES = ("vocals", "accompaniment", "mix")
-BACKENDS = ("auto", "jax", "torch")
 #: Modules imported (when installed) before a separator name is looked up; each registers itself.
 PLUGIN_MODULES: tuple[str, ...] = ("shared_data.separation.spleeter",)
 
@@ -56,6 +62,9 @@ class Separator(Protocol):
     Attributes:
         name: the registered name.
         stems: the stems ``separate`` returns, ``"mix"`` included.
+
+    Optionally, ``choice``: one line saying which backend and precision it runs and why
+    (:func:`describe_separator` reads it).
     """
 
     name: str
@@ -66,18 +75,20 @@ class Separator(Protocol):
         ...
 
     def info(self) -> dict[str, Any]:
-        """JSON-able provenance (name, stems, backend, weight checksums, ...) for metadata."""
+        """JSON-able provenance (name, stems, backend, precision, weight checksums, ...) for
+        metadata. It is compared and hashed into cache keys, so what changes the stems is in it."""
         ...
 
 
-SeparatorFactory = Callable[[str], Separator]
+SeparatorFactory = Callable[..., Separator]
 SEPARATORS: Registry[SeparatorFactory] = Registry(
     "separator", DataError, plugin_group="vocalgenre.separators", builtin_plugins=PLUGIN_MODULES
 )
 
 
 def register_separator(name: str, factory: SeparatorFactory) -> None:
-    """Register ``factory(backend) -> Separator`` under ``name``; a name can be taken only once."""
+    """Register ``factory(backend, precision) -> Separator`` (or ``factory(backend)``, see the
+    module doc) under ``name``; a name can be taken only once."""
     SEPARATORS.register(name, factory)
 
 
@@ -86,16 +97,43 @@ def available_separators() -> tuple[str, ...]:
     return SEPARATORS.names()
 
 
-def get_separator(name: str, backend: str = "auto") -> Separator:
-    """Build the separator ``name`` for ``backend`` (one of :data:`BACKENDS`).
+def get_separator(name: str, backend: str = "auto", precision: str = "auto") -> Separator:
+    """Build the separator ``name`` for ``backend`` (one of :data:`BACKENDS`) and ``precision``
+    (one of :data:`PRECISIONS`).
 
     Raises:
-        DataError: unknown separator or backend; the message lists the valid choices and any
-            plug-in module that failed to import.
+        DataError: unknown separator, backend or precision (the message lists the valid choices
+            and any plug-in module that failed to import), or ``bf16`` for a separator whose
+            factory takes no precision.
     """
-    if backend not in BACKENDS:
-        raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    return SEPARATORS.get(name, flag="separator")(backend)
+    check_choices(backend, precision)
+    factory = SEPARATORS.get(name, flag="separator")
+    if _takes_precision(factory):
+        return factory(backend, precision)
+    if precision == "bf16":
+        raise DataError(
+            f"separator {name!r} has no bf16 mode; pass --separation_precision=auto|fp32"
+        )
+    return factory(backend)
+
+
+def _takes_precision(factory: SeparatorFactory) -> bool:
+    """Whether ``factory`` accepts a second argument (``precision``)."""
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: call it the old way
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params) or (
+        sum(p.kind in positional for p in params) >= 2
+    )
+
+
+def describe_separator(separator: Separator) -> str:
+    """One line for summaries: ``"spleeter: torch bf16 (CPU has amx_bf16)"``, or the name alone
+    for a separator without a ``choice`` (``none``, most plug-ins)."""
+    choice = getattr(separator, "choice", None)
+    return f"{separator.name}: {choice}" if choice else separator.name
 
 
 def require_stem(stems: Sequence[str], stem: str, *, separator_name: str) -> None:
@@ -146,4 +184,4 @@ class NoneSeparator:
         return {"name": self.name, "stems": list(self.stems)}
 
 
-register_separator("none", lambda backend: NoneSeparator())
+register_separator("none", lambda backend, precision="auto": NoneSeparator())
