@@ -317,7 +317,8 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
     cfg = config(args)
     data_dir = args.data_dir or args.out / "data"
-    ensure_dataset(data_dir, args.config)
+    if args.data_dir is None:  # a --data_dir holds a dataset already built, of any config
+        ensure_dataset(data_dir, args.config)
     doc: dict[str, Any] = {**environment(command), "settings": {**cfg, "config": args.config}}
     rows: list[dict[str, Any]] = []
     for backend in args.backends.split(","):

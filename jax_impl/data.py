@@ -76,14 +76,18 @@ def _worker_options(num_workers: int) -> grain.MultiprocessingOptions:
     return grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2)
 
 
-def batch_pipeline(batches: Sequence[dict[str, np.ndarray]], num_workers: int) -> grain.IterDataset:
-    """``batches`` (a random-access sequence of whole batches) in order, read ahead.
+def batch_pipeline(
+    batches: Sequence[dict[str, np.ndarray]], num_workers: int, *, repeat: bool = False
+) -> grain.IterDataset:
+    """``batches`` (a random-access sequence of whole batches) in order, read ahead; over and
+    over with ``repeat``.
 
     ``num_workers > 0``: grain worker processes (spawned; ``batches`` is pickled to them) each
     read every ``num_workers``-th batch, two ahead, into shared memory. 0: one thread of this
     process reads two batches ahead.
     """
-    ds = grain.MapDataset.source(batches).to_iter_dataset(
+    source = grain.MapDataset.source(batches)
+    ds = (source.repeat() if repeat else source).to_iter_dataset(
         grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)
     )
     if num_workers > 0:
@@ -163,7 +167,19 @@ def to_device(
     return iter(ds)
 
 
-class TrainFeed:
+class _Feed:
+    """What both feeds share: the device iterator they started, and stopping it."""
+
+    _it: Any = None
+
+    def close(self) -> None:
+        """Stop the reading thread and the worker processes."""
+        if self._it is not None and hasattr(self._it, "close"):
+            self._it.close()
+        self._it = None
+
+
+class TrainFeed(_Feed):
     """The run's training batches on the device, from ``first = (epoch, step)`` to the end of
     the last epoch, read by one pool of ``num_workers`` processes for the whole run.
 
@@ -205,14 +221,8 @@ class TrainFeed:
             self._taken += 1
             yield next(self._it)
 
-    def close(self) -> None:
-        """Stop the reading thread and the worker processes."""
-        if self._it is not None and hasattr(self._it, "close"):
-            self._it.close()
-        self._it = None
 
-
-class EvalFeed:
+class EvalFeed(_Feed):
     """The validation batches on the device, every time :meth:`once` is called: one pool of
     ``num_workers`` processes serves every validation of the run (the sequence repeats, so the
     workers read the next validation's first batches ahead while training runs)."""
@@ -224,16 +234,8 @@ class EvalFeed:
         num_workers: int,
     ):
         self.batches = batches
-        ds = (
-            grain.MapDataset.source(batches)
-            .repeat()
-            .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
-        )
-        if num_workers > 0:
-            ds = ds.mp_prefetch(
-                grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2)
-            )
-        self._pipeline, self._sharding, self._it = ds, sharding, None
+        self._pipeline = batch_pipeline(batches, num_workers, repeat=True)
+        self._sharding, self._it = sharding, None
 
     def once(self) -> Iterator[dict[str, jax.Array]]:
         """Every validation batch once, in order."""
@@ -241,9 +243,3 @@ class EvalFeed:
             self._it = to_device(self._pipeline, self._sharding)
         for _ in range(len(self.batches)):
             yield next(self._it)
-
-    def close(self) -> None:
-        """Stop the reading thread and the worker processes."""
-        if self._it is not None and hasattr(self._it, "close"):
-            self._it.close()
-        self._it = None
