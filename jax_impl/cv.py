@@ -14,6 +14,7 @@ from typing import Any
 
 from shared_data.cli import run_main
 from shared_data.training import cross_validation as cv_folds
+from shared_data.training import stem_study
 from shared_data.training.recipe import Recipe
 from shared_data.training.recipe_flags import recipe_from_args
 
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     parser.prog = "python -m jax_impl.cv"
     parser.description = "K-fold cross-validation of one model in JAX: every fold, mean and std."
+    stem_study.add_stems_flag(parser)
     args = parser.parse_args(argv)
     recipe = recipe_from_args(args)
     initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
@@ -62,7 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's per-save info lines
     from shared_data.training.train_cli import cli_hooks
 
-    summary = run_cv(recipe, hooks=cli_hooks(args, is_main=_is_main()))
+    hooks = cli_hooks(args, is_main=_is_main())
+    if args.stems:
+        from jax_impl.ensemble import load_ensemble
+        from jax_impl.train import train_and_evaluate
+
+        stem_study.run_and_report(
+            recipe, BACKEND, args.stems, lambda r: train_and_evaluate(r, r.workdir, hooks=hooks),
+            load_ensemble, is_main=_is_main(),
+        )  # fmt: skip
+        return 0
+    summary = run_cv(recipe, hooks=hooks)
     if _is_main():
         print(cv_folds.format_summary(summary))
         print(f"summary: {cv_folds.cv_root(recipe, BACKEND) / cv_folds.CV_FILE}")

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from shared_data.errors import DataError, UserError
 
-SYNTHETIC_CONFIGS = ("synthetic", "synthetic_small")
+SYNTHETIC_CONFIGS = ("synthetic", "synthetic_small", "synthetic_instrumental")
 #: Where compiled programs are kept between runs, unless ``$VOCALGENRE_JAX_CACHE`` or the
 #: training CLI's ``--jax_cache`` says otherwise (``off`` turns the cache off).
 CACHE_ENV = "VOCALGENRE_JAX_CACHE"

@@ -347,6 +347,7 @@ def train_and_evaluate(
     with RunLock(workdir, enabled=is_main_process()), out_of_memory_as_user_error(recipe) as oom:
         dataset = dataset if dataset is not None else open_or_build_dataset(recipe)
         data = load_training_data(recipe, dataset)
+        recipe = dataclasses.replace(recipe, stem=data.stem)  # recorded in recipe.json
         checkpoints = Checkpoints(workdir)
         t = None
         try:

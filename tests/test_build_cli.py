@@ -57,7 +57,7 @@ def test_folder_build_prints_summary_report_and_gallery(tmp_path: Path) -> None:
     assert f"vocal_mels/folder/{DATASET_VERSION}: built in" in out
     assert "files: 7 seen, 4 ok, 3 rejected" in out
     assert "clips: train 10 (jazz 5, rock 5), test 0" in out
-    assert "stem mix, 4 folds" in out
+    assert "stems mix, 4 folds" in out
     assert "jazz/corrupt.wav: not an audio file" in out
     assert "rock/short.wav: too short" in out
     report_path = data / "vocal_mels" / "folder" / DATASET_VERSION / "build_report.json"

@@ -62,8 +62,10 @@ def _quiet(**kw):
 def test_near_silent_vocals_are_measured_named_and_warned(tmp_path, oracle, capfd) -> None:
     b = build_dataset(tmp_path, _config((BARE,)), separator=oracle, stem="vocals", progress=False)
     err = capfd.readouterr().err
-    check = load_report(b.report_path)["stem_presence"]
-    assert check["checked"] and check["near_silent_db"] == NEAR_SILENT_DB == -20.0
+    whole = load_report(b.report_path)["stem_presence"]
+    assert whole["checked"] and whole["near_silent_db"] == NEAR_SILENT_DB == -20.0
+    assert set(whole["stems"]) == {"vocals"}  # the one separated stem stored
+    check = whole["stems"]["vocals"]
     assert (check["songs_measured"], check["songs_near_silent"]) == (4, 2)
     assert check["fraction_songs"] == 0.5
     # 4-s songs: 2 clips each; the two instrumental songs' 4 clips are near-silent.
@@ -71,17 +73,21 @@ def test_near_silent_vocals_are_measured_named_and_warned(tmp_path, oracle, capf
     assert {w["path"] for w in check["worst"][:2]} == {f"synthetic:{BARE}/{i}" for i in (0, 1)}
     assert all(w["stem_relative_db"] <= -90 for w in check["worst"][:2])  # no vocal at all
     assert all(-6 < w["stem_relative_db"] < 0 for w in check["worst"][2:])  # sung: -2 to -4 dB
-    assert "near-silent" in err and "--stem=mix or --stem=accompaniment" in err
-    assert f"synthetic:{BARE}/0" in check["warning"]
+    # A one-stem dataset: the fix is a build with the other stems (from the cache).
+    assert "near-silent" in err and "build with --stems=vocals,accompaniment,mix" in err
+    assert f"synthetic:{BARE}/0" in check["warning"] and whole["warnings"] == [check["warning"]]
     rows = {r["path"]: r for r in load_report(b.report_path)["files"]}
-    assert rows[f"synthetic:{BARE}/1"]["stem_near_silent"] is True
-    assert rows[f"synthetic:{SUNG}/1"]["stem_near_silent"] is False
+    assert rows[f"synthetic:{BARE}/1"]["presence"]["vocals"]["near_silent"] is True
+    assert rows[f"synthetic:{SUNG}/1"]["presence"]["vocals"]["near_silent"] is False
     assert open_dataset(tmp_path, "synthetic_tiny").num_examples() == 8  # a warning, no failure
     summary = build_cli.format_summary(
         load_report(b.report_path), dict(b.info.metadata), dataset_path=Path(b.data_path),
         report_path=b.report_path, reused=False, seconds=1.0,
     )  # fmt: skip
-    assert "near-silent (<= -20 dB vs the mix) in 2 of 4 songs (50%) and 4 of 8 clips" in summary
+    assert (
+        "vocals presence: near-silent (<= -20 dB vs the mix) in 2 of 4 songs (50%) and 4 of 8 "
+        "clips" in summary
+    )
     assert f"lowest: synthetic:{BARE}/" in summary
     assert "  warning: the vocals stem is near-silent" in summary
 
@@ -99,7 +105,7 @@ def test_near_silent_stem_fails_a_strict_build(tmp_path, oracle) -> None:
 def test_sung_corpus_passes_the_check(tmp_path, oracle, capfd) -> None:
     b = build_dataset(tmp_path, _config(()), separator=oracle, stem="vocals", strict=True,
                       progress=False)  # fmt: skip
-    check = load_report(b.report_path)["stem_presence"]
+    check = load_report(b.report_path)["stem_presence"]["stems"]["vocals"]
     assert (check["songs_near_silent"], check["clips_near_silent"], check["warning"]) == (
         0,
         0,
@@ -111,7 +117,7 @@ def test_sung_corpus_passes_the_check(tmp_path, oracle, capfd) -> None:
         tmp_path, _config(()), separator=oracle, stem="vocals", overwrite=True, progress=False
     )
     assert again.songs_cached == 4
-    check = load_report(again.report_path)["stem_presence"]
+    check = load_report(again.report_path)["stem_presence"]["stems"]["vocals"]
     assert (check["songs_measured"], check["songs_not_measured"]) == (4, 0)
 
 
@@ -120,7 +126,7 @@ def test_mix_stem_is_not_checked(tmp_path) -> None:
     check = load_report(b.report_path)["stem_presence"]
     assert check == {
         "checked": False,
-        "reason": "--stem=mix featurises the mix itself: there is no separated stem to check",
+        "reason": "the build stores the mix alone: there is no separated stem to check",
     }
 
 
@@ -244,14 +250,14 @@ def test_build_prints_no_tfds_download_line(tmp_path, capsys) -> None:
     assert code == 0
     assert "Downloading and preparing" not in out + err and "Unknown size" not in out + err
     assert f"building vocal_mels/folder from 7 input files into {tmp_path}/data" in out
-    assert "stem presence: not checked (--stem=mix featurises the mix itself" in out
+    assert "stem presence: not checked (the build stores the mix alone" in out
     assert "5 folds (stratified)" in out
 
 
 def test_full_disk_gives_one_message(tmp_path, capsys, monkeypatch) -> None:
     make_gtzan_tree(tmp_path / "in")
 
-    def full(self, key, mels, **extras):
+    def full(self, key, arrays):
         raise OSError(errno.ENOSPC, "No space left on device", str(self.root / f"{key}.npz"))
 
     monkeypatch.setattr(SongCache, "put", full)
@@ -275,14 +281,17 @@ def test_presence_levels_of_known_signals() -> None:
     mix = np.stack([np.sin(2 * np.pi * 220 * t)] * 2).astype(np.float32)
     stem = mix.copy()
     stem[:, 3 * sr :] *= 0.09  # the tail clip's stem is 20.9 dB down: just past the threshold
-    levels = presence.measure(stem, mix, 2, FeatureParams(), sr)
+    levels = presence.measure({"vocals": stem}, mix, 2, FeatureParams(), sr)
     np.testing.assert_allclose(levels["mix_db"], 10 * np.log10(0.5), atol=1e-3)  # a sine: -3 dB
-    rel = levels["stem_db"] - levels["mix_db"]
+    rel = presence.relative_db(levels, "vocals")
     np.testing.assert_allclose(rel[1:], [0.0, 20 * np.log10(0.09)], atol=1e-3)
-    assert presence.near_silent(levels["stem_db"], levels["mix_db"]).tolist() == [
+    assert presence.near_silent(levels["db_vocals"], levels["mix_db"]).tolist() == [
         False,
         False,
         True,
     ]
-    silent = presence.measure(np.zeros_like(mix), np.zeros_like(mix), 1, FeatureParams(), sr)
-    assert presence.near_silent(silent["stem_db"], silent["mix_db"]).all()  # below -90 dBFS
+    # The same rule from what a record stores (the level against the mix, the mix's dBFS).
+    assert presence.clip_near_silent(rel, levels["mix_db"]).tolist() == [False, False, True]
+    zeros = np.zeros_like(mix)
+    silent = presence.measure({"vocals": zeros}, zeros, 1, FeatureParams(), sr)
+    assert presence.near_silent(silent["db_vocals"], silent["mix_db"]).all()  # below -90 dBFS

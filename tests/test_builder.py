@@ -59,7 +59,7 @@ ROUND_TRIP = textwrap.dedent(
     from shared_data.dataset.builder import build_dataset, open_dataset
     b = build_dataset(sys.argv[1], "synthetic_small", progress=False, separator="none", stem="mix")
     ds = open_dataset(sys.argv[1], "synthetic_small")
-    src = ds.source("train")
+    src = ds.source("train", stem="mix")
     shapes = sorted({(str(r["mel"].dtype),) + tuple(r["mel"].shape) for r in src})
     print(json.dumps({
         "n": len(src), "shapes": shapes, "labels": list(ds.label_names),
@@ -117,12 +117,13 @@ def test_metadata_is_stored_and_correct(small_dir: Path) -> None:
     ds = open_dataset(small_dir, "synthetic_small")
     meta = ds.metadata
     mels = np.stack([np.asarray(r["mel"], np.float64) for r in read_records(ds).values()])
-    assert math.isfinite(meta["mel_mean"]) and meta["mel_std"] > 0
-    np.testing.assert_allclose(meta["mel_mean"], mels.mean(), rtol=1e-9)
-    np.testing.assert_allclose(meta["mel_std"], mels.std(), rtol=1e-9)
+    stats = meta["mel_stats"]["mix"]
+    assert math.isfinite(stats["mean"]) and stats["std"] > 0
+    np.testing.assert_allclose(stats["mean"], mels.mean(), rtol=1e-9)
+    np.testing.assert_allclose(stats["std"], mels.std(), rtol=1e-9)
     assert meta["feature_params"] == json.loads(json.dumps(FeatureParams().to_dict()))
     assert FeatureParams.from_dict(meta["feature_params"]) == FeatureParams()
-    assert (meta["separator"], meta["stem"], meta["folds"]) == ("none", "mix", 5)
+    assert (meta["separator"], meta["stems"], meta["folds"]) == ("none", ["mix"], 5)
     assert meta["separator_info"]["name"] == "none"
     assert meta["label_names"] == list(ds.label_names)
     assert len(meta["checksums"]) == meta["files_seen"] == meta["files_ok"]
@@ -328,7 +329,8 @@ def test_rebuild_with_other_settings_is_refused(tmp_path: Path, half_separator: 
     again = build_dataset(tmp_path / "data", "folder", **plain, **kw)
     assert again.reused_existing  # same settings and inputs: nothing recomputed
 
-    with pytest.raises(DataError, match=r"different settings .*stem: built 'mix', asked 'vocals'"):
+    stems = r"stems: built \['mix'\], asked \['vocals'\]"
+    with pytest.raises(DataError, match=r"different settings .*" + stems):
         build_dataset(tmp_path / "data", "folder", separator="half", stem="vocals", **kw)
     with pytest.raises(DataError, match=r"folds: built 5, asked 3.*--overwrite"):
         build_dataset(tmp_path / "data", "folder", folds=3, **plain, **kw)
@@ -344,7 +346,7 @@ def test_rebuild_with_other_settings_is_refused(tmp_path: Path, half_separator: 
         tmp_path / "data", "folder", separator="half", stem="vocals", overwrite=True, **kw
     )
     meta = vocals.info.metadata
-    assert (meta["separator"], meta["stem"]) == ("half", "vocals")
+    assert (meta["separator"], meta["stems"]) == ("half", ["vocals"])
     assert meta["separator_info"]["weights_sha256"] == "0" * 64
     assert load_report(vocals.report_path)["files_ok"] == 5  # the added file is in
     half = read_records(open_dataset(tmp_path / "data", "folder"))

@@ -27,7 +27,7 @@ FORK_WARNING = "ignore:os.fork:RuntimeWarning"
 
 
 def _source(tiny: dict) -> RecordSource:
-    return open_dataset(tiny["data_dir"], tiny["config"]).source("train")
+    return open_dataset(tiny["data_dir"], tiny["config"]).source("train", stem="mix")
 
 
 def test_records_are_raw_bytes_in_uncompressed_shards(jax_tiny):
@@ -35,7 +35,7 @@ def test_records_are_raw_bytes_in_uncompressed_shards(jax_tiny):
 
     path = dataset_dir(jax_tiny["data_dir"], jax_tiny["config"])
     features = json.loads((path / "features.json").read_text())["featuresDict"]["features"]
-    assert features["mel"]["tensor"]["encoding"] == "bytes"
+    assert features["mel_mix"]["tensor"]["encoding"] == "bytes"
     shards = sorted(path.glob("*.array_record-*"))
     assert shards
     for shard in shards:

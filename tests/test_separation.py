@@ -118,7 +118,7 @@ def test_select_stem_from_the_none_separator():
     assert select_stem(out, "mix", separator_name="none") is song
     with pytest.raises(DataError, match="separator 'none' produces only the mix; pass --stem=mix"):
         select_stem(out, "vocals", separator_name="none")
-    with pytest.raises(DataError, match=r"unknown stem 'drums'; choose one of --stem=vocals\|"):
+    with pytest.raises(DataError, match=r"unknown stem 'drums'; choose from --stem=vocals\|"):
         select_stem(out, "drums", separator_name="none")
 
 

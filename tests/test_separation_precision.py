@@ -137,7 +137,7 @@ def test_precision_is_in_the_info_and_the_cache_key(separated):
         assert "precision" not in fp32 and bf16["precision"] == "bf16"
         assert {k: v for k, v in bf16.items() if k != "precision"} == fp32
         keys = {
-            cache_key(input_sha256="0" * 64, separator=info, stem="vocals", feature_params={})
+            cache_key(input_sha256="0" * 64, separator=info, feature_params={})
             for info in (fp32, bf16)
         }
         assert len(keys) == 2
@@ -191,7 +191,8 @@ def test_a_bf16_build_refuses_the_fp32_dataset_and_names_the_flags(tmp_path, mon
         report, dict(built.info.metadata), dataset_path=Path(built.data_path),
         report_path=built.report_path, reused=False, seconds=1.0,
     )  # fmt: skip
-    assert "  separator pathed: jax fp32 (asked), stem vocals, 2 folds" in summary
+    line = "  separator pathed: jax fp32 (asked), stems vocals,accompaniment,mix, 2 folds"
+    assert line in summary
     with pytest.raises(
         DataError, match=r"separator_info.precision: built None, asked 'bf16'"
     ) as err:

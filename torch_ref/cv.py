@@ -14,6 +14,7 @@ from typing import Any
 
 from shared_data.cli import run_main
 from shared_data.training import cross_validation as cv_folds
+from shared_data.training import stem_study
 from shared_data.training.recipe import Recipe
 from shared_data.training.recipe_flags import recipe_from_args
 
@@ -54,9 +55,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     parser.prog = "python -m torch_ref.cv"
     parser.description = "K-fold cross-validation of one model with the PyTorch reference backend."
+    stem_study.add_stems_flag(parser)
     args = parser.parse_args(argv)
     recipe = recipe_from_args(args)
-    summary = run_cv(recipe, hooks=cli_hooks(args, is_main=_is_main()), compile_model=args.compile)
+    hooks = cli_hooks(args, is_main=_is_main())
+    if args.stems:
+        from torch_ref.ensemble import load_ensemble
+        from torch_ref.train import train_and_evaluate
+
+        def train_run(r: Recipe) -> dict[str, Any]:
+            return train_and_evaluate(r, r.workdir, hooks=hooks, compile_model=args.compile)
+
+        stem_study.run_and_report(
+            recipe, BACKEND, args.stems, train_run, load_ensemble, is_main=_is_main()
+        )
+        return 0
+    summary = run_cv(recipe, hooks=hooks, compile_model=args.compile)
     if _is_main():
         print(cv_folds.format_summary(summary))
         print(f"summary: {cv_folds.cv_root(recipe, BACKEND) / cv_folds.CV_FILE}")

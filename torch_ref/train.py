@@ -332,6 +332,7 @@ def train_and_evaluate(
 
             dataset = open_dataset(recipe.data_dir, recipe.dataset)
         data = load_training_data(recipe, dataset)
+        recipe = dataclasses.replace(recipe, stem=data.stem)  # recorded in recipe.json
         checkpoints = Checkpoints(workdir)
         t = create_train_state(recipe, data, rt, compile_model=compile_model)
         oom.recipe = t.recipe  # an out-of-memory line names the micro-batch in use

@@ -35,7 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     from shared_data.dataset.configs import (
         CONFIG_NAMES,
         DEFAULT_SEPARATOR,
-        DEFAULT_STEM,
         default_data_dir,
     )
     from shared_data.separation.registry import BACKENDS, PRECISIONS, STEM_CHOICES
@@ -61,10 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--separator", default=DEFAULT_SEPARATOR, help="none|spleeter (default %(default)s)"
     )
     p.add_argument(
+        "--stems",
+        default=None,
+        help="stems to store, comma-separated, from "
+        f"{','.join(STEM_CHOICES)}; default: every stem the separator gives (all three for "
+        "spleeter, mix for --separator=none); training picks one with its --stem",
+    )
+    p.add_argument(
         "--stem",
-        default=DEFAULT_STEM,
+        default=None,
         choices=STEM_CHOICES,
-        help="stem to featurise (default %(default)s)",
+        help="store this one stem (the same as --stems=STEM)",
     )
     p.add_argument(
         "--backend",
@@ -152,7 +158,7 @@ def format_summary(
     separation = report.get("separation") or f"{report['separator']} (backend {report['backend']})"
     lines = [
         head,
-        f"  separator {separation}, stem {report['stem']}, {report['folds']} folds "
+        f"  separator {separation}, stems {','.join(report['stems'])}, {report['folds']} folds "
         f"({report.get('fold_method', 'hash')})",
         f"  files: {report['files_seen']} seen, {report['files_ok']} ok, "
         f"{report['files_rejected']} rejected; {report['songs_cached']} songs reused from the "
@@ -161,8 +167,11 @@ def format_summary(
         f"  clips: train {sum(train_clips.values())} ("
         + ", ".join(f"{k} {v}" for k, v in train_clips.items())
         + f"), test {test_clips}",
-        f"  mel mean {metadata['mel_mean']:.2f} dB, std {metadata['mel_std']:.2f} dB (train)",
-        _presence_line(report.get("stem_presence")),
+        "  mel mean/std (train): "
+        + ", ".join(
+            f"{stem} {s['mean']:.2f}/{s['std']:.2f} dB" for stem, s in metadata["mel_stats"].items()
+        ),
+        *_presence_lines(report.get("stem_presence")),
     ]
     dropped = report.get("labels_without_songs") or {}
     if dropped:
@@ -170,8 +179,7 @@ def format_summary(
             "  labels left out (no accepted song): "
             + ", ".join(f"{k} ({n} rejected)" for k, n in dropped.items())
         )
-    warning = (report.get("stem_presence") or {}).get("warning")
-    if warning:
+    for warning in (report.get("stem_presence") or {}).get("warnings", []):
         lines.append(f"  warning: {warning}")
     rejected = [r for r in rows if r["status"] == "rejected"]
     if rejected:
@@ -183,23 +191,27 @@ def format_summary(
     return "\n".join(lines)
 
 
-def _presence_line(check: dict[str, Any] | None) -> str:
-    """One summary line for the report's ``stem_presence`` section."""
+def _presence_lines(check: dict[str, Any] | None) -> list[str]:
+    """Summary lines for the report's ``stem_presence`` section: one per separated stem."""
     if not check:
-        return "  stem presence: not measured (dataset built before the check existed)"
+        return ["  stem presence: not measured (dataset built before the check existed)"]
     if not check["checked"]:
-        return f"  stem presence: not checked ({check['reason']})"
-    if not check["songs_measured"]:
-        return f"  stem presence: not measured ({check['songs_not_measured']} songs cached earlier)"
-    worst = ", ".join(f"{w['path']} {w['stem_relative_db']:+.1f} dB" for w in check["worst"][:3])
+        return [f"  stem presence: not checked ({check['reason']})"]
+    return [_stem_line(stem, p, check["near_silent_db"]) for stem, p in check["stems"].items()]
+
+
+def _stem_line(stem: str, p: dict[str, Any], threshold: float) -> str:
+    if not p["songs_measured"]:
+        return f"  {stem} presence: not measured ({p['songs_not_measured']} songs cached earlier)"
+    worst = ", ".join(f"{w['path']} {w['stem_relative_db']:+.1f} dB" for w in p["worst"][:3])
     line = (
-        f"  stem presence: near-silent (<= {check['near_silent_db']:.0f} dB vs the mix) in "
-        f"{check['songs_near_silent']} of {check['songs_measured']} songs "
-        f"({100 * check['fraction_songs']:.0f}%) and {check['clips_near_silent']} of "
-        f"{check['clips_measured']} clips ({100 * check['fraction_clips']:.0f}%); lowest: {worst}"
+        f"  {stem} presence: near-silent (<= {threshold:.0f} dB vs the mix) in "
+        f"{p['songs_near_silent']} of {p['songs_measured']} songs "
+        f"({100 * p['fraction_songs']:.0f}%) and {p['clips_near_silent']} of "
+        f"{p['clips_measured']} clips ({100 * p['fraction_clips']:.0f}%); lowest: {worst}"
     )
-    if check["songs_not_measured"]:
-        line += f"; {check['songs_not_measured']} cached songs not measured"
+    if p["songs_not_measured"]:
+        line += f"; {p['songs_not_measured']} cached songs not measured"
     return line
 
 
@@ -243,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.data_dir,
             args.config,
             separator=args.separator,
+            stems=args.stems,
             stem=args.stem,
             backend=args.backend,
             separation_precision=args.separation_precision,

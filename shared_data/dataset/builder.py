@@ -11,10 +11,11 @@ Records, splits and metadata: see :mod:`shared_data.dataset.configs`.
 
 Build behaviour:
 
-- Songs are separated whole, then the chosen stem is featurised; each song's mels (and its stem
-  and mix levels) are cached at ``<data_dir>/.vocal_mels_cache/<config>/<key>.npz`` (key: input
-  SHA-256, the separator's ``info()`` (backend, precision, weights), stem, feature params), written
-  atomically. A build killed at any point restarts: the stale TFDS temporary folder is removed
+- Songs are separated whole, then every stem (``--stems``; default all the separator gives, the
+  mix included) is featurised; each song's mels of every stem and its stem and mix levels are
+  cached at ``<data_dir>/.vocal_mels_cache/<config>/<key>.npz`` (key: input SHA-256, the
+  separator's ``info()`` (backend, precision, weights), feature params), written atomically.
+  A build killed at any point restarts: the stale TFDS temporary folder is removed
   and cached songs are reused (it says so, counting only songs cached by earlier builds).
 - ``build_report.json`` lists every input file (path, status ok|rejected, reason, n_clips,
   sha256, stem level, ...) with ``files_seen == files_ok + files_rejected``, the labels left
@@ -23,7 +24,7 @@ Build behaviour:
   file, any label without songs, and a near-silent stem (:mod:`shared_data.dataset.presence`).
 - The same audio (SHA-256) twice is used once: later copies are rejected, naming the first.
 - A dataset folder that exists is reused only if it was built with the same settings (config,
-  separator and its weights, stem, K, fold method) and, for folder/csv, the same input files;
+  separator and its weights, stems, K, fold method) and, for folder/csv, the same input files;
   otherwise the build is refused with the fix (``overwrite=True`` / ``--overwrite``, or another
   data_dir). The separator is compared by its ``info()``, so whatever it reports counts: an fp32
   and a bf16 separation (``separation_precision``) never share a dataset or a cache entry.
@@ -83,10 +84,11 @@ from shared_data.dataset.report import (
     report_head,
 )
 from shared_data.dataset.reuse import check_existing, remove_stale_incomplete
-from shared_data.dataset.songs import Song, SongSettings, process_songs
-from shared_data.dataset.stage import StageSpec, featurise_song, require_beam
+from shared_data.dataset.songs import Song, SongSettings, entry_clips, process_songs
+from shared_data.dataset.stage import StageSpec, clip_fields, featurise_song, require_beam
+from shared_data.dataset.stems import parse_stems, resolve_stems
 from shared_data.errors import DataError
-from shared_data.separation.registry import get_separator, require_stem
+from shared_data.separation.registry import get_separator
 
 # The public names other code imports from here, wherever they are defined now.
 __all__ = [
@@ -104,12 +106,14 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 class VocalMels(tfds.core.GeneratorBasedBuilder):
-    """Log-mel clips of a separated stem, with song-grouped folds. See the module docstring."""
+    """Log-mel clips of every stem of a separation, with song-grouped folds. See the module
+    docstring."""
 
     VERSION = tfds.core.Version(DATASET_VERSION)
     RELEASE_NOTES = {
         "1.0.0": "First release.",
-        DATASET_VERSION: "mel stored as raw bytes in uncompressed shards (30x faster to read).",
+        "2.0.0": "mel stored as raw bytes in uncompressed shards (30x faster to read).",
+        DATASET_VERSION: "every stem of one separation per record, with the clip's levels.",
     }
     BUILDER_CONFIGS = list(CONFIGS)
     DEFAULT_CONFIG_NAME = "synthetic"
@@ -123,7 +127,8 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         self,
         *,
         separator: str = DEFAULT_SEPARATOR,
-        stem: str = DEFAULT_STEM,
+        stems: str | Sequence[str] | None = None,
+        stem: str | None = None,
         backend: str = "auto",
         separation_precision: str = "auto",
         input: str | os.PathLike[str] | None = None,  # noqa: A002 - the CLI flag's name
@@ -134,10 +139,14 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         beam_argv: Sequence[str] = (),
         **kwargs: Any,
     ):
-        """Args: the build options (see ``python -m shared_data.build --help``) and TFDS's own
-        ``data_dir``, ``config``, ``version``, ``file_format`` (default ``array_record``)."""
+        """Args: the build options (see ``python -m shared_data.build --help``; ``stem=S`` is
+        the older spelling of ``stems=(S,)``) and TFDS's own ``data_dir``, ``config``,
+        ``version``, ``file_format`` (default ``array_record``)."""
+        if stem is not None and stems is not None:
+            raise DataError("pass --stems (the stems to store) or --stem (one stem), not both")
         self._separator_name = separator
-        self._stem = stem
+        self._stems_asked = parse_stems((stem,) if stem is not None else stems)
+        self._stems: tuple[str, ...] | None = None
         self._backend = backend
         self._separation_precision = separation_precision
         self._input = Path(input).expanduser() if input is not None else None
@@ -156,7 +165,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         super().__init__(**kwargs)
         # TFDS re-creates builders from this when pickling.
         self._original_state.update(
-            separator=separator, stem=stem, backend=backend,
+            separator=separator, stems=stems, stem=stem, backend=backend,
             separation_precision=separation_precision, input=input, strict=strict,
             folds=folds, fold_method=fold_method, progress=progress, beam_argv=self._beam_argv,
             file_format=kwargs["file_format"],
@@ -183,8 +192,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
                 "Log-mel spectrograms (3-s clips) of a separated stem of songs, for music genre "
                 "classification; folds are grouped by song."
             ),
-            features=record_features(self.builder_config.feature_params),
-            supervised_keys=("mel", "label"),
+            features=record_features(self.builder_config.feature_params, self.stems),
             metadata=tfds.core.MetadataDict(),
         )
 
@@ -218,8 +226,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
                 return
             # Fail on bad inputs and flags before TFDS starts its folders and messages.
             self._listed = self._list_inputs()
-            separator = self._separator()
-            require_stem(separator.stems, self._stem, separator_name=separator.name)
+            _ = self.stems  # an unknown or unavailable stem fails here
             stale = remove_stale_incomplete(Path(self.data_path), self.version)
             if stale:
                 print(
@@ -242,7 +249,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
             print(f"song cache {self.cache_dir}: {len(cache)} entries to reuse", flush=True)
         started = time.monotonic()
         settings = SongSettings(
-            json_normal(separator.info()), self._stem, config.feature_params, config.seed,
+            json_normal(separator.info()), self.stems, config.feature_params, config.seed,
             config.seconds,
         )  # fmt: skip
         fresh = frozenset()
@@ -263,7 +270,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
             print(f"resumed: {done.n_cached} of {len(items)} songs reused from the cache")
         self.songs_cached = done.n_cached
         labels, dropped = accepted_labels(done.rows, listed)
-        stem_check = presence.summarise(done.rows, self._stem)
+        stem_check = presence.summarise(done.rows, self.stems)
         extra = {
             "songs_cached": done.n_cached,
             "seconds": round(time.monotonic() - started, 3),
@@ -289,7 +296,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         self._fold_of = song_folds(pairs, self._folds, self._fold_method)
         fields = {
             "separator": separator.name, "separator_info": settings.separator_info,
-            "backend": self._backend, "stem": self._stem,
+            "backend": self._backend, "stems": list(self.stems),
             "feature_params": config.feature_params.to_dict(), "folds": self._folds,
             "fold_method": self._fold_method, "config": config.to_dict(),
             "settings": self._settings(),
@@ -308,19 +315,19 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         cache = SongCache(self.cache_dir)
         index = {name: i for i, name in enumerate(labels)}
         for song in songs:
-            mels = cache.get(song.key)
-            if mels is None or mels.shape[0] != song.n_clips:
+            entry = cache.get_entry(song.key)
+            if entry is None or entry_clips(entry) != song.n_clips:
                 raise DataError(
                     f"cache entry for {song.path} vanished from {self.cache_dir} during the "
                     "build; run the build again"
                 )
             label = UNLABELLED if song.label is None else index[song.label]
             fold = self._fold_of[song.song_id]
-            for i, mel in enumerate(mels):
+            for i, fields in enumerate(clip_fields(entry, self.stems)):
                 yield (
                     f"{song.path}#{i:05d}",
                     {
-                        "mel": mel,
+                        **fields,
                         "label": label,
                         "song_id": song.song_id,
                         "clip_index": song.first_clip + i,
@@ -340,6 +347,20 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         """The dataset's ``build_report.json``."""
         return Path(self.data_path) / REPORT_NAME
 
+    @property
+    def stems(self) -> tuple[str, ...]:
+        """The stems this build stores, in the separator's order (``--stems``; default all).
+
+        Raises:
+            DataError: a stem the separator does not produce, naming the fix.
+        """
+        if self._stems is None:
+            separator = self._separator()
+            self._stems = resolve_stems(
+                self._stems_asked, separator.stems, separator_name=separator.name
+            )
+        return self._stems
+
     def _separator(self) -> Any:
         if self._separator_obj is None:
             self._separator_obj = get_separator(
@@ -347,12 +368,10 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
             )
         return self._separator_obj
 
-    def _featurise(
-        self, wave: np.ndarray, separator: Any
-    ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
-        """A whole song ``[2, n]`` @ 44.1 kHz -> (mels of its stem ``[n_clips, 128, 128]``, the
-        stem and mix levels of :func:`shared_data.dataset.presence.measure`, None for the mix)."""
-        return featurise_song(wave, separator, self._stem, self.builder_config.feature_params)
+    def _featurise(self, wave: np.ndarray, separator: Any) -> dict[str, np.ndarray]:
+        """A whole song ``[2, n]`` @ 44.1 kHz -> its song-cache entry (every stem's mels and
+        the levels; :func:`shared_data.dataset.stage.featurise_song`)."""
+        return featurise_song(wave, separator, self.builder_config.feature_params)
 
     def _input_root(self) -> Path:
         if self._input is not None:
@@ -377,7 +396,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
                 "config": self.builder_config.to_dict(),
                 "separator": separator.name,
                 "separator_info": separator.info(),
-                "stem": self._stem,
+                "stems": list(self.stems),
                 "folds": self._folds,
                 "fold_method": self._fold_method,
             }
@@ -397,7 +416,8 @@ def build_dataset(
 ) -> VocalMels:
     """Build (or reuse) ``vocal_mels/<config>`` under ``data_dir`` and return its builder.
 
-    ``options``: the build options of :class:`VocalMels` (``separator``, ``stem``, ``backend``,
+    ``options``: the build options of :class:`VocalMels` (``separator``, ``stems`` (or one
+    ``stem``), ``backend``,
     ``separation_precision``, ``input``, ``strict``, ``folds``, ``fold_method``, ``progress``,
     ``beam_argv``), with its defaults. ``overwrite=True`` deletes an existing dataset of this
     config first (the song cache stays, so unchanged songs are not separated again). With

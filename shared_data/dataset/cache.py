@@ -1,9 +1,11 @@
 """The per-song cache that makes ``vocal_mels`` builds resumable.
 
-Separation is the slow stage, so each song's mels are stored as soon as they exist, under a key
-that changes whenever anything that shapes them changes (input bytes, separator and its weights,
-stem, feature parameters). Entries are written to a temporary name and ``os.replace``-d into place,
-so a build killed at any instant leaves only whole entries; the next build reuses them.
+Separation is the slow stage, so each song's features are stored as soon as they exist, under a
+key that changes whenever anything that shapes them changes (input bytes, separator and its
+weights, feature parameters). An entry holds every stem of the separation (the arrays of
+:func:`shared_data.dataset.stage.featurise_song`), so a later build that stores another choice
+of stems separates nothing again. Entries are written to a temporary name and ``os.replace``-d
+into place, so a build killed at any instant leaves only whole entries; the next build reuses them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +24,18 @@ import numpy as np
 from shared_data.errors import DataError
 
 CACHE_DIRNAME = ".vocal_mels_cache"
-# Bumped when the layout of an entry changes, so old entries are never misread.
-CACHE_FORMAT = 1
+# Bumped when the layout of an entry changes, so old entries are never misread. 2: every stem
+# of the separation in one entry (1: the mels of one stem, whose name was part of the key).
+CACHE_FORMAT = 2
 
 
 def cache_key(
     *,
     input_sha256: str,
     separator: dict[str, Any],
-    stem: str,
     feature_params: dict[str, Any],
 ) -> str:
-    """A hex key for one song's mels: SHA-256 of everything that determines them, as JSON.
+    """A hex key for one song's features: SHA-256 of everything that determines them, as JSON.
 
     ``separator`` is the separator's ``info()``, which names its backend and weights.
     """
@@ -42,7 +44,6 @@ def cache_key(
             "format": CACHE_FORMAT,
             "input": input_sha256,
             "separator": separator,
-            "stem": stem,
             "features": feature_params,
         },
         sort_keys=True,
@@ -52,7 +53,7 @@ def cache_key(
 
 
 class SongCache:
-    """A folder of ``<key>.npz`` entries, each holding ``mels`` float32 ``[n_clips, 128, 128]``."""
+    """A folder of ``<key>.npz`` entries, each a set of named arrays (one song's features)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -64,35 +65,27 @@ class SongCache:
     def _path(self, key: str) -> Path:
         return self.root / f"{key}.npz"
 
-    def get(self, key: str) -> np.ndarray | None:
-        """The cached mels for ``key``, or ``None`` when absent (or unreadable: recomputed)."""
-        entry = self.get_entry(key)
-        return None if entry is None else entry["mels"]
-
     def get_entry(self, key: str) -> dict[str, np.ndarray] | None:
-        """Every array of the entry ``key`` (``mels`` and whatever :meth:`put` got as extras), or
-        ``None`` when absent or unreadable (then recomputed)."""
+        """Every array of the entry ``key``, or ``None`` when absent or unreadable (then
+        recomputed)."""
         path = self._path(key)
         if not path.exists():
             return None
         try:
             with np.load(path) as z:
-                entry = {name: np.asarray(z[name]) for name in z.files}
-            entry["mels"] = np.asarray(entry["mels"], dtype=np.float32)
-            return entry
+                return {name: np.asarray(z[name]) for name in z.files}
         except (OSError, ValueError, KeyError):
             # Only a foreign or damaged file lands here (writes are atomic); recomputing is safe.
             path.unlink(missing_ok=True)
             return None
 
-    def put(self, key: str, mels: np.ndarray, **extras: np.ndarray) -> None:
-        """Store ``mels`` (and named ``extras`` arrays) atomically (temporary file +
-        ``os.replace``). Extras are optional for readers: entries written without them stay
-        valid, so adding one needs no :data:`CACHE_FORMAT` bump."""
+    def put(self, key: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Store the named ``arrays`` as entry ``key`` atomically (temporary file +
+        ``os.replace``)."""
         path = self._path(key)
         tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
         with tmp.open("wb") as f:
-            np.savez(f, mels=np.asarray(mels, dtype=np.float32), **extras)
+            np.savez(f, **{name: np.asarray(a) for name, a in arrays.items()})
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

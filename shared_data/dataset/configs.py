@@ -1,12 +1,17 @@
 """The ``vocal_mels`` constants and builder configs: names, record/metadata keys, config lookup.
 
-Configs (:data:`CONFIGS`): ``synthetic_small`` (tests), ``synthetic`` (the demo), ``folder``
+Configs (:data:`CONFIGS`): ``synthetic_small`` (tests), ``synthetic`` (the demo),
+``synthetic_instrumental`` (the demo corpus with a third of its songs instrumental), ``folder``
 (GTZAN layout ``<input>/<label>/<file>``) and ``csv`` (manifest ``path,label[,song_id]``); see
 :mod:`shared_data.dataset.inputs` for the input rules. Custom :class:`VocalMelsConfig` objects
 with other sizes work too (their name must differ from the built-in ones).
 
-Features per record: ``mel`` float32 ``[128, 128]`` (stored as its raw bytes, see
-:mod:`shared_data.dataset.records`); ``label`` ClassLabel (names sorted, the labels
+Features per record (format 3): per built stem ``s`` (``--stems``), ``mel_<s>`` float32
+``[128, 128]`` (the log-mel of that stem, stored as its raw bytes, see
+:mod:`shared_data.dataset.records`); per built separated stem (not ``mix``) ``level_<s>``
+float32, the clip's stem level in dB against the mix, and ``mix_dbfs`` float32, the mix's level
+(dB re full scale): the two numbers the build's presence rule reads
+(:mod:`shared_data.dataset.presence`); ``label`` ClassLabel (names sorted, the labels
 of the accepted songs; an unlabelled csv row is stored as :data:`UNLABELLED` = -1, the value TFDS's
 ClassLabel reserves for "no label"); ``song_id`` text; ``clip_index`` int32 (position of the clip
 in its song; several csv files of one song are numbered on consecutively, in manifest order, so
@@ -17,8 +22,9 @@ Splits: ``train`` holds every labelled clip (K-fold cross-validation selects on 
 time); ``test`` holds the unlabelled csv rows (present only when there are some).
 
 Metadata (``metadata.json`` beside the records, a TFDS ``MetadataDict``; :data:`METADATA_KEYS`):
-``mel_mean``/``mel_std`` (float, over every value of every train clip), ``separator`` (name),
-``separator_info`` (its ``info()``: weights checksums, ...), ``backend``, ``stem``,
+``stems`` (the built stems), ``mel_stats`` (``{stem: {"mean", "std"}}``, over every value of every
+train clip of that stem), ``separator`` (name), ``separator_info`` (its ``info()``: weights
+checksums, ...), ``backend``,
 ``feature_params`` (``FeatureParams.to_dict()``), ``checksums`` ({input path: SHA-256}),
 ``label_names``, ``folds`` (K), ``fold_method``, ``num_songs``/``num_clips`` per split,
 ``files_seen``/``files_ok``/``files_rejected``, ``config`` (the config's fields) and ``settings``
@@ -30,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,27 +44,32 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from shared_data.dataset.features import FeatureParams
+from shared_data.dataset.stems import DEFAULT_STEM  # noqa: F401 (the builder's public names)
 from shared_data.errors import DataError
 
 NAME = "vocal_mels"
-# 2.0.0: ``mel`` stored as raw bytes in uncompressed shards (:mod:`shared_data.dataset.records`);
-# 1.0.0 stored it as protobuf floats, ~30x slower to decode. The values are the same.
-DATASET_VERSION = "2.0.0"
+# 3.0.0: every stem of one separation in each record (``mel_<stem>``, ``level_<stem>``,
+# ``mix_dbfs``); 2.0.0 held one stem's ``mel`` as raw bytes in uncompressed shards
+# (:mod:`shared_data.dataset.records`); 1.0.0 stored it as protobuf floats, ~30x slower to decode.
+DATASET_VERSION = "3.0.0"
 #: Older versions: a dataset found under one of them is refused with the rebuild command.
-OLDER_VERSIONS = ("1.0.0",)
-# The seed's pipeline: Spleeter 2-stem separation, then the vocal stem is featurised.
-DEFAULT_SEPARATOR, DEFAULT_STEM = "spleeter", "vocals"
+OLDER_VERSIONS = ("2.0.0", "1.0.0")
+# The reference report's pipeline: Spleeter 2-stem separation, then the vocal stem is featurised
+# (the stem training reads by default; a build stores every stem of the separator).
+DEFAULT_SEPARATOR = "spleeter"
+MIX = "mix"
+#: The record field of the mix's level (dBFS) per clip.
+MIX_LEVEL_KEY = "mix_dbfs"
 UNLABELLED = -1
 REPORT_NAME = "build_report.json"
 SEPARATION_SR = 44100
 METADATA_FORMAT = 1
 METADATA_KEYS = (
-    "mel_mean",
-    "mel_std",
+    "stems",
+    "mel_stats",
     "separator",
     "separator_info",
     "backend",
-    "stem",
     "feature_params",
     "checksums",
     "label_names",
@@ -91,6 +103,9 @@ class VocalMelsConfig(tfds.core.BuilderConfig):
             (``generate_song(..., instrumental=True)``); a corpus for checking what a build does
             with instrumental music. Empty by default, and then absent from :meth:`to_dict`, so
             the built-in configs' settings and records are those of earlier versions.
+        instrumental_every: ``n > 0``: every ``n``-th song of each genre (indices ``n-1,
+            2n-1, ...``) is rendered without its vocal line, so sung and instrumental songs share
+            every genre (0, the default: none; then absent from :meth:`to_dict`).
         feature_params: the feature definition.
     """
 
@@ -100,13 +115,16 @@ class VocalMelsConfig(tfds.core.BuilderConfig):
     seed: int = 0
     genres: tuple[str, ...] | None = None
     instrumental_genres: tuple[str, ...] = ()
+    instrumental_every: int = 0
     feature_params: FeatureParams = dataclasses.field(default_factory=FeatureParams)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise DataError(f"config {self.name!r}: source must be one of {SOURCES}")
-        if self.instrumental_genres and self.source != "synthetic":
-            raise DataError(f"config {self.name!r}: instrumental_genres needs source synthetic")
+        if (self.instrumental_genres or self.instrumental_every) and self.source != "synthetic":
+            raise DataError(f"config {self.name!r}: instrumental songs need source synthetic")
+        if self.instrumental_every < 0:
+            raise DataError(f"config {self.name!r}: instrumental_every must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         """The fields that define the data (JSON-able)."""
@@ -121,6 +139,8 @@ class VocalMelsConfig(tfds.core.BuilderConfig):
         }
         if self.instrumental_genres:
             out["instrumental_genres"] = sorted(self.instrumental_genres)
+        if self.instrumental_every:
+            out["instrumental_every"] = self.instrumental_every
         return out
 
 
@@ -144,6 +164,15 @@ CONFIGS: tuple[VocalMelsConfig, ...] = (
         # 0.97-0.99.
         songs_per_genre=13,
         seconds=9.0,
+    ),
+    VocalMelsConfig(
+        name="synthetic_instrumental",
+        description="The demo corpus with every third song of each genre instrumental: "
+        "every genre x 13 songs x 9 s, songs 2, 5, 8, 11 without their vocal line.",
+        source="synthetic",
+        songs_per_genre=13,
+        seconds=9.0,
+        instrumental_every=3,
     ),
     VocalMelsConfig(
         name="folder",
@@ -174,18 +203,38 @@ def json_normal(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def record_features(params: FeatureParams) -> tfds.features.FeaturesDict:
-    """The TFDS features of a record: ``mel`` float32 ``[n_mels, frames]``, ``label``,
-    ``song_id``, ``clip_index`` int32, ``fold`` int32."""
+def mel_key(stem: str) -> str:
+    """The record field holding the log-mel of ``stem``: ``mel_<stem>``."""
+    return f"mel_{stem}"
+
+
+def level_key(stem: str) -> str:
+    """The record field holding the level of ``stem`` against the mix (dB): ``level_<stem>``."""
+    return f"level_{stem}"
+
+
+def record_features(params: FeatureParams, stems: Sequence[str]) -> tfds.features.FeaturesDict:
+    """The TFDS features of a record: per stem ``mel_<stem>`` float32 ``[n_mels, frames]``, per
+    separated stem ``level_<stem>`` float32 and ``mix_dbfs`` float32, ``label``, ``song_id``,
+    ``clip_index`` int32, ``fold`` int32."""
+    mels = {
+        # BYTES: the array's raw bytes, decoded by np.frombuffer (30x faster than protobuf
+        # floats, the default encoding; the same values bit for bit).
+        mel_key(stem): tfds.features.Tensor(
+            shape=(params.n_mels, params.frames),
+            dtype=np.float32,
+            encoding=tfds.features.Encoding.BYTES,
+        )
+        for stem in stems
+    }
+    levels = {
+        level_key(stem): tfds.features.Scalar(dtype=np.float32) for stem in stems if stem != MIX
+    }
     return tfds.features.FeaturesDict(
         {
-            # BYTES: the array's raw bytes, decoded by np.frombuffer (30x faster than protobuf
-            # floats, the default encoding; the same values bit for bit).
-            "mel": tfds.features.Tensor(
-                shape=(params.n_mels, params.frames),
-                dtype=np.float32,
-                encoding=tfds.features.Encoding.BYTES,
-            ),
+            **mels,
+            **levels,
+            MIX_LEVEL_KEY: tfds.features.Scalar(dtype=np.float32),
             # Names are set once the accepted songs are known (VocalMels._split_generators).
             "label": tfds.features.ClassLabel(),
             "song_id": tfds.features.Text(),

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from shared_data.dataset.stems import resolve_stem
+
 
 def first_clip_per_label(
     source: Sequence[Mapping[str, Any]], label_names: Sequence[str]
@@ -98,9 +100,13 @@ def render_gallery(
     return path
 
 
-def dataset_gallery(dataset: Any, out: str | os.PathLike[str], *, split: str = "train") -> Path:
-    """One clip per label of an opened ``vocal_mels`` dataset (``builder.OpenedDataset``) as PNG."""
-    clips = first_clip_per_label(dataset.source(split), dataset.label_names)
+def dataset_gallery(
+    dataset: Any, out: str | os.PathLike[str], *, split: str = "train", stem: str | None = None
+) -> Path:
+    """One clip per label of an opened ``vocal_mels`` dataset (``opened.OpenedDataset``) as PNG,
+    of ``stem`` (default: the stem training reads by default, :func:`stems.resolve_stem`)."""
+    stem = resolve_stem(stem, dataset.stems)
+    clips = first_clip_per_label(dataset.source(split, stem=stem), dataset.label_names)
     meta = dataset.metadata
-    title = f"vocal_mels/{dataset.config}: stem={meta.get('stem')}, sep={meta.get('separator')}"
+    title = f"vocal_mels/{dataset.config}: stem={stem}, sep={meta.get('separator')}"
     return render_gallery(clips, out, title=title)

@@ -174,12 +174,22 @@ def _is_header(cells: list[str], base: Path) -> bool:
 
 
 def synthetic_inputs(
-    genres: Sequence[str], songs_per_genre: int, *, instrumental: Sequence[str] = ()
+    genres: Sequence[str],
+    songs_per_genre: int,
+    *,
+    instrumental: Sequence[str] = (),
+    instrumental_every: int = 0,
 ) -> list[SongInput]:
     """One item per (genre, index) of the synthetic corpus, genres in the given order; songs of
-    the ``instrumental`` genres are rendered without their vocal line."""
+    the ``instrumental`` genres, and with ``instrumental_every=n`` the songs ``n-1, 2n-1, ...`` of
+    every genre, are rendered without their vocal line."""
+
+    def bare(genre: str, index: int) -> bool:
+        every = instrumental_every > 0 and index % instrumental_every == instrumental_every - 1
+        return genre in instrumental or every
+
     return [
-        SongInput(f"{SYNTHETIC_PREFIX}{genre}/{index}", genre, instrumental=genre in instrumental)
+        SongInput(f"{SYNTHETIC_PREFIX}{genre}/{index}", genre, instrumental=bare(genre, index))
         for genre in genres
         for index in range(songs_per_genre)
     ]
@@ -255,8 +265,9 @@ def list_inputs(config: Any, root: Path | None) -> tuple[list[SongInput], list[s
         if unknown:
             raise DataError(f"config {config.name!r}: unknown genres {unknown}; use {GENRES}")
         items = synthetic_inputs(
-            genres, config.songs_per_genre, instrumental=config.instrumental_genres
-        )
+            genres, config.songs_per_genre, instrumental=config.instrumental_genres,
+            instrumental_every=config.instrumental_every,
+        )  # fmt: skip
         return items, sorted(genres)
     assert root is not None
     if config.source == "folder":

@@ -40,7 +40,8 @@ class OpenedDataset:
     """A built ``vocal_mels`` dataset, read without TensorFlow.
 
     Records of :meth:`source` (a :class:`~shared_data.dataset.records.RecordSource`, safe to hand
-    to worker processes) are dicts: ``mel`` float32 ``[128, 128]``, ``label`` int
+    to worker processes) are dicts: ``mel_<stem>`` float32 ``[128, 128]`` per stored stem (with
+    ``stem=``: that stem's as ``mel``), ``level_<stem>`` and ``mix_dbfs`` float32, ``label`` int
     (``UNLABELLED`` = -1 in ``test``), ``song_id`` bytes, ``clip_index`` int, ``fold`` int.
     """
 
@@ -53,13 +54,41 @@ class OpenedDataset:
         """The split names present (``train``, and ``test`` for csv with unlabelled rows)."""
         return tuple(sorted(self.builder.info.splits.keys()))
 
-    def source(self, split: str = "train") -> Sequence[dict[str, Any]]:
-        """Random-access records of ``split`` (``len``, ``[i]``, ``__getitems__``)."""
+    def source(self, split: str = "train", stem: str | None = None) -> Sequence[dict[str, Any]]:
+        """Random-access records of ``split`` (``len``, ``[i]``, ``__getitems__``); with
+        ``stem``, each record's ``mel`` is that stem's (:func:`records.stem_view`).
+
+        Raises:
+            DataError: no such split, or no such stem in this dataset (naming the fix).
+        """
         if split not in self.splits:
             raise DataError(
                 f"dataset {self.path} has no split {split!r}; it has {', '.join(self.splits)}"
             )
-        return RecordSource(self.path, split, self.num_examples(split))
+        if stem is not None:
+            self.require_stem(stem)
+        return RecordSource(self.path, split, self.num_examples(split), stem)
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        """The stems stored in the records (``--stems`` of the build)."""
+        return tuple(self.metadata.get("stems", ()))
+
+    def require_stem(self, stem: str, flag: str = "--stem") -> None:
+        """Raises :class:`DataError` naming the stored stems when ``stem`` is not one of them."""
+        if stem not in self.stems:
+            raise DataError(
+                f"{flag}={stem}: dataset {self.path} holds the stems {', '.join(self.stems)}; "
+                f"pass {flag}={'|'.join(self.stems)}, or rebuild it with "
+                f"--stems={','.join([*self.stems, stem])} --overwrite (songs already separated "
+                "come from the cache)"
+            )
+
+    def mel_stats(self, stem: str) -> tuple[float, float]:
+        """``(mean, std)`` of ``stem``'s train mels (build metadata; not checked here)."""
+        self.require_stem(stem)
+        stats = self.metadata["mel_stats"][stem]
+        return float(stats["mean"]), float(stats["std"])
 
     def num_examples(self, split: str = "train") -> int:
         """Number of clips in ``split`` (0 for an absent split)."""

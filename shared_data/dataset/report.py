@@ -66,18 +66,17 @@ def metadata(
     train: Sequence[Song],
     test: Sequence[Song],
     labels: Sequence[str],
-    stats: MelStats,
+    stats: dict[str, MelStats],
     *,
     fields: dict[str, Any],
 ) -> dict[str, Any]:
-    """The dataset metadata (``METADATA_KEYS``): statistics and counts from the build, plus
-    ``fields`` (separator, backend, stem, feature params, folds, fold method, config,
-    settings), stored as they read back from JSON."""
+    """The dataset metadata (``METADATA_KEYS``): statistics (per stem of ``stats``) and counts
+    from the build, plus ``fields`` (separator, backend, stems, feature params, folds, fold
+    method, config, settings), stored as they read back from JSON."""
     n_ok = sum(r["status"] == "ok" for r in rows)
     return {
         "format": METADATA_FORMAT,
-        "mel_mean": float(stats.mean),
-        "mel_std": stats.std,
+        "mel_stats": {stem: {"mean": float(s.mean), "std": s.std} for stem, s in stats.items()},
         **json_normal(fields),
         "checksums": {r["path"]: r.get("sha256") for r in rows},
         "label_names": list(labels),
@@ -106,7 +105,7 @@ def report_head(builder: Any, dataset_path: Path) -> dict[str, Any]:
         "separation": describe_separator(separator),
         "backend": builder._backend,
         "separation_precision": builder._separation_precision,
-        "stem": builder._stem,
+        "stems": list(builder.stems),
         "folds": builder._folds,
         "fold_method": builder._fold_method,
         "strict": builder._strict,
@@ -146,10 +145,10 @@ def refuse_or_warn(
             f"{more}{labels}\nreport: {report}; fix or remove those files, or build without "
             "--strict to skip them"
         )
-    warning = stem_check.get("warning")
-    if strict and warning:
-        raise DataError(f"--strict: {warning}; report: {report}")
+    warnings = stem_check.get("warnings", [])
+    if strict and warnings:
+        raise DataError(f"--strict: {'; '.join(warnings)}; report: {report}")
     if dropped:
         _warn(f"labels with no accepted song are left out of the label set: {empty}")
-    if warning:
+    for warning in warnings:
         _warn(warning)

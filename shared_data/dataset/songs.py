@@ -9,7 +9,7 @@ with a reason naming the first one, so a recording is never in two folds, nor un
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,18 @@ from shared_data.dataset.cache import SongCache, cache_key
 from shared_data.dataset.features import FeatureParams
 from shared_data.errors import AudioError
 
-# wave [2, n] float32 @ 44.1 kHz -> (mels [n_clips, 128, 128] float32, levels or None)
-Featurise = Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray] | None]]
+# wave [2, n] float32 @ 44.1 kHz -> its cache entry (shared_data.dataset.stage.featurise_song)
+Featurise = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+def mels_key(stem: str) -> str:
+    """The song-cache array holding the mels of ``stem``."""
+    return f"mels_{stem}"
+
+
+def entry_clips(entry: Mapping[str, np.ndarray]) -> int:
+    """Clips of a song's cache entry (every stem has as many)."""
+    return int(next(v.shape[0] for k, v in entry.items() if k.startswith("mels_")))
 
 
 @dataclasses.dataclass
@@ -65,20 +75,22 @@ class Song:
 @dataclasses.dataclass
 class Processed:
     """What processing the listed songs gave: a report row per file, the accepted songs, the
-    train mel statistics and how many songs came from the cache of an earlier build."""
+    train mel statistics per stored stem and how many songs came from the cache of an earlier
+    build."""
 
     rows: list[dict[str, Any]]
     songs: list[Song]
-    stats: MelStats
+    stats: dict[str, MelStats]
     n_cached: int
 
 
 @dataclasses.dataclass(frozen=True)
 class SongSettings:
-    """The settings that shape a song's mels (its cache key) and how it is generated/read."""
+    """The settings that shape a song's features (its cache key) and how it is generated/read;
+    ``stems``: the stems the build stores (not part of the key: an entry holds every stem)."""
 
     separator_info: dict[str, Any]
-    stem: str
+    stems: tuple[str, ...]
     params: FeatureParams
     seed: int
     seconds: float
@@ -89,7 +101,6 @@ def song_key(data: inputs_lib.SongData, settings: SongSettings) -> str:
     return cache_key(
         input_sha256=data.sha256,
         separator=settings.separator_info,
-        stem=settings.stem,
         feature_params=settings.params.to_dict(),
     )
 
@@ -101,18 +112,19 @@ def _one(
     cache: SongCache,
     featurise: Featurise,
     fresh: frozenset[str],
-) -> tuple[str, np.ndarray, dict[str, Any], bool]:
-    """``(cache key, mels, presence fields, came from an earlier build's cache)`` of one
-    fingerprinted song; entries whose key is in ``fresh`` were computed by this build."""
+) -> tuple[str, dict[str, np.ndarray], bool]:
+    """``(cache key, cache entry, came from an earlier build's cache)`` of one fingerprinted
+    song; entries whose key is in ``fresh`` were computed by this build. An entry lacking a
+    stored stem (another separator's) is recomputed."""
     key = song_key(data, settings)
     entry = cache.get_entry(key)
-    if entry is not None:
-        return key, entry["mels"], presence.row_fields(entry), key not in fresh
-    mels, levels = featurise(data.load())
-    if mels.shape[0] == 0:
+    if entry is not None and all(mels_key(s) in entry for s in settings.stems):
+        return key, entry, key not in fresh
+    entry = featurise(data.load())
+    if entry_clips(entry) == 0:
         raise AudioError(item.path, "no clip: shorter than the minimum length")
-    cache.put(key, mels, **(levels or {}))
-    return key, mels, presence.row_fields(levels), False
+    cache.put(key, entry)
+    return key, entry, False
 
 
 def process_songs(
@@ -134,7 +146,7 @@ def process_songs(
     ``song_id``/``sha256`` (once known), ``cached`` and the stem-presence fields of
     :func:`shared_data.dataset.presence.row_fields` (ok rows).
     """
-    out = Processed([], [], MelStats(), 0)
+    out = Processed([], [], {stem: MelStats() for stem in settings.stems}, 0)
     first_of_sha: dict[str, str] = {}
     clips_of_song: dict[str, int] = {}
     bar = tqdm(items, desc=desc, unit="song", disable=not progress)
@@ -153,12 +165,13 @@ def process_songs(
                     "is used once, so this copy is left out",
                 )
             first_of_sha[data.sha256] = item.path
-            key, mels, fields, cached = _one(item, data, settings, cache, featurise, fresh)
+            key, entry, cached = _one(item, data, settings, cache, featurise, fresh)
         except AudioError as err:
             out.rows.append({**row, "status": "rejected", "reason": err.reason, "n_clips": 0})
             continue
         out.n_cached += cached
-        n = int(mels.shape[0])
+        n = entry_clips(entry)
+        fields = presence.row_fields(entry, settings.stems)
         out.rows.append(
             {**row, "cached": cached, "status": "ok", "reason": None, "n_clips": n, **fields}
         )
@@ -166,6 +179,7 @@ def process_songs(
         clips_of_song[data.song_id] = first + n
         out.songs.append(Song(item.path, data.song_id, item.label, key, n, first))
         if item.label is not None:
-            out.stats.update(mels)
+            for stem, stats in out.stats.items():
+                stats.update(entry[mels_key(stem)])
     bar.close()
     return out

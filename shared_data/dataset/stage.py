@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import shlex
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,9 +29,9 @@ import numpy as np
 from shared_data.dataset import inputs as inputs_lib
 from shared_data.dataset import presence
 from shared_data.dataset.cache import SongCache
-from shared_data.dataset.configs import SEPARATION_SR
+from shared_data.dataset.configs import MIX, MIX_LEVEL_KEY, SEPARATION_SR, level_key, mel_key
 from shared_data.dataset.features import FeatureParams, song_to_mels
-from shared_data.dataset.songs import SongSettings, song_key
+from shared_data.dataset.songs import SongSettings, entry_clips, mels_key, song_key
 from shared_data.errors import AudioError, DataError
 
 BEAM_INSTALL = "pip install -e '.[beam]'"
@@ -50,31 +51,48 @@ class StageSpec:
 
 
 def featurise_song(
-    wave: np.ndarray, separator: Any, stem: str, params: FeatureParams
-) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
-    """A whole song ``[2, n]`` float32 @ 44.1 kHz -> (mels of its ``stem``
-    ``[n_clips, 128, 128]`` float32, the stem and mix levels of
-    :func:`shared_data.dataset.presence.measure`, or None for the mix).
+    wave: np.ndarray, separator: Any, params: FeatureParams
+) -> dict[str, np.ndarray]:
+    """A whole song ``[2, n]`` float32 @ 44.1 kHz -> its cache entry: per stem of the separator
+    (``mix`` included) ``mels_<stem>`` float32 ``[n_clips, 128, 128]``, and the levels of
+    :func:`shared_data.dataset.presence.measure` (``mix_db``, ``db_<stem>``, float64
+    ``[1 + n_clips]``).
 
     The song is separated on its own (a batch of one), as the single-process build does: joining
     songs in one call changes the separator's patch batch sizes, hence float rounding, and the
     records would then differ from a single-process build's.
     """
-    from shared_data.separation.registry import select_stem
+    separated = separator.separate([wave])[0]
+    mix = separated.get(MIX, wave)
+    entry = {
+        mels_key(stem): song_to_mels(separated[stem], SEPARATION_SR, params)
+        for stem in separator.stems
+    }
+    n_clips = entry_clips(entry)
+    others = {stem: separated[stem] for stem in separator.stems if stem != MIX}
+    levels = presence.measure(others, mix, n_clips, params, SEPARATION_SR)
+    return {**entry, **levels}
 
-    stems = separator.separate([wave])[0]
-    chosen = select_stem(stems, stem, separator_name=separator.name)
-    mels = song_to_mels(chosen, SEPARATION_SR, params)
-    if stem == "mix":
-        return mels, None
-    mix = stems.get("mix", wave)
-    return mels, presence.measure(chosen, mix, mels.shape[0], params, SEPARATION_SR)
+
+def clip_fields(entry: Mapping[str, np.ndarray], stems: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """The record fields of each clip of a song-cache entry, for the stored ``stems``:
+    ``mel_<stem>`` float32 ``[128, 128]``, ``level_<stem>`` (dB against the mix) per separated
+    stem and ``mix_dbfs``, both float32 (:mod:`shared_data.dataset.configs`)."""
+    mix_db = np.asarray(entry["mix_db"], np.float64)
+    for i in range(entry_clips(entry)):
+        fields: dict[str, Any] = {mel_key(s): entry[mels_key(s)][i] for s in stems}
+        for stem in stems:
+            if stem != MIX:
+                level = entry[f"db_{stem}"][1 + i] - mix_db[1 + i]
+                fields[level_key(stem)] = np.float32(level)
+        fields[MIX_LEVEL_KEY] = np.float32(mix_db[1 + i])
+        yield fields
 
 
 def compute_song(
     item: inputs_lib.SongInput, settings: SongSettings, cache: SongCache, separator: Any
 ) -> str | None:
-    """Cache the mels of ``item`` unless they are cached already.
+    """Cache the features of ``item`` unless they are cached already.
 
     Returns:
         The cache key written, or None: already cached, or a bad file. A bad file is not cached
@@ -88,12 +106,12 @@ def compute_song(
         key = song_key(data, settings)
         if cache.get_entry(key) is not None:  # also drops an unreadable entry, to be recomputed
             return None
-        mels, levels = featurise_song(data.load(), separator, settings.stem, settings.params)
+        entry = featurise_song(data.load(), separator, settings.params)
     except AudioError:
         return None
-    if mels.shape[0] == 0:
+    if entry_clips(entry) == 0:
         return None  # the writer rejects it ("no clip")
-    cache.put(key, mels, **(levels or {}))
+    cache.put(key, entry)
     return key
 
 

@@ -86,8 +86,9 @@ def open_members_dataset(
 ) -> Any:
     """The dataset named by the flags, else the first member's, checked against the members.
 
-    Its feature parameters, separator and stem must be the members' (else its mels are not what
-    they were trained on); with ``require_labels`` (scoring) its label names must be too.
+    Its feature parameters and separator must be the members' and it must store every member's
+    stem (else its mels are not what they were trained on); with ``require_labels`` (scoring)
+    its label names must be the members' too.
 
     Raises:
         MemberError: a mismatch, naming the field and both values.
@@ -104,7 +105,6 @@ def open_members_dataset(
         ("feature parameters", FeatureParams.from_dict(meta["feature_params"]),
          first.feature_params),
         ("separator", meta["separator"], first.separator),
-        ("stem", meta["stem"], first.stem),
     ]  # fmt: skip
     if require_labels:
         checks.insert(0, ("label names", list(opened.label_names), list(first.label_names)))
@@ -114,6 +114,14 @@ def open_members_dataset(
                 f"dataset {opened.path} differs from the members ({first.run_dir}, ...) in its "
                 f"{field}: {theirs!r} vs {ours!r}; use a dataset built like the members' training "
                 "data"
+            )
+    for p in predictors:
+        if p.info.stem not in opened.stems:
+            raise MemberError(
+                f"member {p.info.run_dir} reads the {p.info.stem} stem, which dataset "
+                f"{opened.path} does not store (it holds {', '.join(opened.stems)}); rebuild it "
+                f"with --stems={','.join([*opened.stems, p.info.stem])} --overwrite (songs "
+                "already separated come from the cache)"
             )
     return opened
 
@@ -144,14 +152,20 @@ def evaluate_members(
 
 
 def accuracy_table(summary: Mapping[str, Any]) -> str:
-    """Members' and the ensemble's clip and song accuracy, one row each."""
+    """Members' and the ensemble's clip and song accuracy, one row each; with members of
+    several stems, a row for the presence-aware fusion too."""
     rows = [
-        (f"{m['backend']}:{m['model']}", m["run_dir"], m["clip_accuracy"], m["song_accuracy"])
+        (f"{m['backend']}:{m['model']}", m["stem"], m["run_dir"], m["clip_accuracy"],
+         m["song_accuracy"])
         for m in summary["members"]
-    ]
-    ens = summary["ensemble"]
-    rows.append(("ensemble", "", ens["clip"]["accuracy"], ens["song"]["accuracy"]))
-    return format_table(("member", "run", "clip_acc", "song_acc"), rows)
+    ]  # fmt: skip
+    fused = summary["fusions"]
+    rows.append(("ensemble (sum)", "", "", fused["sum"]["clip_accuracy"],
+                 fused["sum"]["song_accuracy"]))  # fmt: skip
+    if len({m["stem"] for m in summary["members"]}) > 1:
+        p = fused["presence"]
+        rows.append(("ensemble (presence)", "", "", p["clip_accuracy"], p["song_accuracy"]))
+    return format_table(("member", "stem", "run", "clip_acc", "song_acc"), rows)
 
 
 def load_from_args(load_ensemble: Any, args: argparse.Namespace) -> list[ev.Predictor]:
@@ -214,7 +228,8 @@ def write_evaluation(
     clips: ev.SelectedClips,
 ) -> dict[str, Path]:
     """Write ``report.json``, ``confusion_clip.png``, ``confusion_song.png`` and
-    ``predictions.npz`` (``member_probs`` [M, N, C], ``probs``, ``labels``, ``song_ids``,
+    ``predictions.npz`` (``member_probs`` [M, N, C], ``probs`` (plain sum), ``presence_probs``,
+    ``present`` [M, N], ``labels``, ``song_ids``,
     ``clip_index``, ``record_index``, ``folds``, ``member_names``, ``label_names``) into
     ``out_dir``; returns their paths."""
     from shared_data.ensemble.report import plot_confusion, write_json
@@ -237,6 +252,8 @@ def write_evaluation(
         paths["predictions"],
         member_probs=result.member_probs,
         probs=result.probs,
+        presence_probs=result.presence_probs,
+        present=result.present,
         labels=clips.labels,
         song_ids=np.asarray(clips.song_ids),
         clip_index=clips.clip_index,

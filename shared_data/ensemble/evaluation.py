@@ -8,19 +8,23 @@ API::
 
     clips = select_clips(dataset, split="train", fold=k)        # which records to evaluate
     result = run_ensemble(predictors, dataset.source(split), clips.indices)
-    result.member_probs  # float32 [M, N, C];  result.probs  # ensemble [N, C]
-    summary = evaluate_predictions(result, clips, label_names)  # members + ensemble, JSON-able
+    result.member_probs  # float32 [M, N, C];  result.probs  # plain sum [N, C]
+    result.present       # bool [M, N]: member's stem present;  result.presence_probs  # [N, C]
+    summary = evaluate_predictions(result, clips, members)      # members + both fusions
+
+Each member reads its own stem of the records (``mel_<stem>``); the presence-aware fusion is
+:mod:`shared_data.ensemble.fusion`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from shared_data.ensemble import core
+from shared_data.ensemble import core, fusion
 from shared_data.ensemble.members import MemberError, MemberInfo
 from shared_data.errors import DataError
 
@@ -75,16 +79,23 @@ def normalise(mels: np.ndarray, info: MemberInfo) -> np.ndarray:
     return (mels - np.float32(info.mel_mean)) * np.float32(1.0 / info.mel_std)
 
 
-def predict_members(predictors: Sequence[Predictor], mels: np.ndarray) -> np.ndarray:
-    """Every member's clip probabilities for raw (unnormalised) mels ``[N, n_mels, frames]``.
+def predict_members(
+    predictors: Sequence[Predictor], mels: np.ndarray | Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """Every member's clip probabilities for raw (unnormalised) mels ``[N, n_mels, frames]``:
+    one array for every member, or ``{stem: array}`` from which each member takes its stem's.
 
     Returns:
         float32 ``[M, N, C]`` (softmax of each member's logits, computed in float64).
     """
-    mels = np.asarray(mels, dtype=np.float32)
-    if mels.ndim != 3:
-        raise ValueError(f"mels must be [N, n_mels, frames], got shape {mels.shape}")
-    return np.stack([core.softmax(p.logits(normalise(mels, p.info))) for p in predictors])
+    out = []
+    for p in predictors:
+        x = mels[p.info.stem] if isinstance(mels, Mapping) else mels
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 3:
+            raise ValueError(f"mels must be [N, n_mels, frames], got shape {x.shape}")
+        out.append(core.softmax(p.logits(normalise(x, p.info))))
+    return np.stack(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,11 +186,25 @@ class EnsembleResult:
     """Probabilities of every member and of the ensemble on the selected clips.
 
     Attributes:
-        member_probs: float32 ``[M, N, C]``; probs: float32 ``[N, C]`` (their mean).
+        member_probs: float32 ``[M, N, C]``; probs: float32 ``[N, C]`` (their mean: the plain
+        sum); present: bool ``[M, N]``, whether each member's stem is present in each clip;
+        presence_probs: float32 ``[N, C]``, the presence-aware fusion.
     """
 
     member_probs: np.ndarray
     probs: np.ndarray
+    present: np.ndarray
+    presence_probs: np.ndarray
+
+    @classmethod
+    def of(cls, member_probs: np.ndarray, present: np.ndarray) -> EnsembleResult:
+        """Both fusions of ``member_probs`` ``[M, N, C]`` given ``present`` ``[M, N]``."""
+        return cls(
+            member_probs,
+            core.combine_members(member_probs),
+            present,
+            fusion.presence_fusion(member_probs, present),
+        )
 
 
 def run_ensemble(
@@ -189,16 +214,42 @@ def run_ensemble(
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> EnsembleResult:
-    """Predict the records ``source[indices]`` with every member, ``_CHUNK`` records at a time."""
-    chunks = []
+    """Predict the records ``source[indices]`` with every member (each on its stem's mels,
+    ``mel_<stem>``), ``_CHUNK`` records at a time, and fuse them both ways."""
+    stems = [p.info.stem for p in predictors]
+    chunks, present = [], []
     for start in range(0, len(indices), _CHUNK):
-        rows = indices[start : start + _CHUNK]
-        mels = np.stack([np.asarray(source[int(i)]["mel"], np.float32) for i in rows])
+        records = [source[int(i)] for i in indices[start : start + _CHUNK]]
+        mels = {
+            s: np.stack([np.asarray(r[f"mel_{s}"], np.float32) for r in records])
+            for s in set(stems)
+        }
         chunks.append(predict_members(predictors, mels))
+        present.append(_presence(stems, records))
         if progress is not None:
             progress(min(start + _CHUNK, len(indices)), len(indices))
-    member_probs = np.concatenate(chunks, axis=1)
-    return EnsembleResult(member_probs, core.combine_members(member_probs))
+    return EnsembleResult.of(np.concatenate(chunks, axis=1), np.concatenate(present, axis=1))
+
+
+def _presence(stems: Sequence[str], records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """bool ``[M, len(records)]`` from the records' ``level_<stem>`` and ``mix_dbfs``."""
+    mix = np.asarray([float(r["mix_dbfs"]) for r in records], np.float64)
+    levels = {
+        s: np.asarray([float(r[f"level_{s}"]) for r in records], np.float64)
+        for s in set(stems)
+        if records and f"level_{s}" in records[0]
+    }
+    return fusion.member_presence(stems, levels, mix)
+
+
+def _accuracies(
+    probs: np.ndarray, clips: SelectedClips, per_song: np.ndarray, song_rule: str
+) -> dict[str, float]:
+    _, song_probs = core.aggregate_songs(probs, clips.song_ids, song_rule)
+    return {
+        "clip_accuracy": core.accuracy(probs.argmax(1), clips.labels),
+        "song_accuracy": core.accuracy(song_probs.argmax(1), per_song),
+    }
 
 
 def evaluate_predictions(
@@ -207,8 +258,11 @@ def evaluate_predictions(
     members: Sequence[MemberInfo],
     song_rule: str = "mean_prob",
 ) -> dict[str, Any]:
-    """The full report: the ensemble's :func:`~shared_data.ensemble.core.classification_summary`
-    and, per member, its clip and song accuracy (JSON-able)."""
+    """The full report (JSON-able): per member its stem, clip and song accuracy and the share of
+    clips where its stem is near-silent; the plain sum's
+    :func:`~shared_data.ensemble.core.classification_summary` (``ensemble``); and ``fusions``:
+    clip and song accuracy of the plain sum and of the presence-aware fusion
+    (:mod:`shared_data.ensemble.fusion`), with how many clips left a member out."""
     label_names = members[0].label_names
     labeled = clips.labels >= 0
     if not labeled.all():
@@ -221,19 +275,27 @@ def evaluate_predictions(
     )
     per_song = core.song_labels(clips.labels, clips.song_ids)
     rows = []
-    for info, probs in zip(members, result.member_probs, strict=True):
-        _, song_probs = core.aggregate_songs(probs, clips.song_ids, song_rule)
+    for info, probs, present in zip(members, result.member_probs, result.present, strict=True):
         rows.append(
             {
                 "run_dir": str(info.run_dir),
                 "backend": info.backend,
                 "model": info.model,
+                "stem": info.stem,
                 "fold": info.fold,
-                "clip_accuracy": core.accuracy(probs.argmax(1), clips.labels),
-                "song_accuracy": core.accuracy(song_probs.argmax(1), per_song),
+                **_accuracies(probs, clips, per_song, song_rule),
+                "fraction_near_silent": float(1.0 - present.mean()) if present.size else 0.0,
             }
         )
     best = max(r["clip_accuracy"] for r in rows)
+    fusions = {
+        "sum": _accuracies(result.probs, clips, per_song, song_rule),
+        "presence": {
+            **_accuracies(result.presence_probs, clips, per_song, song_rule),
+            "clips_with_members_left_out": int((~result.present).any(axis=0).sum()),
+            "clips_all_members_near_silent": int((~result.present).all(axis=0).sum()),
+        },
+    }
     return {
         "split": clips.split,
         "fold": clips.fold,
@@ -241,5 +303,6 @@ def evaluate_predictions(
         "num_songs": int(per_song.size),
         "members": rows,
         "ensemble": summary,
+        "fusions": fusions,
         "ensemble_minus_best_member_clip_accuracy": summary["clip"]["accuracy"] - best,
     }

@@ -2,17 +2,19 @@
 
 A member is one training run directory (``jax_impl.train`` or ``torch_ref.train``): its
 ``recipe.json`` (:mod:`shared_data.training.runinfo`) gives the backend, the model and the dataset;
-the dataset's build metadata gives the label names, the feature definition, the separator and stem,
-and the mel mean/std the model was trained to see. That data description is read, in order, from
+the dataset's build metadata gives the label names, the feature definition, the separator and,
+for the stem the run trained on, the mel mean/std the model was trained to see. That data
+description is read, in order, from
 
 1. ``recipe.json["run"]["dataset"]`` (:func:`dataset_record`, written by the training CLIs when
    they record it), so a run stays usable after its dataset is moved or deleted;
 2. otherwise the dataset itself, opened at the recipe's ``data_dir``/``dataset``.
 
-Members of one ensemble must agree on the label names (same order), the feature parameters, the
-separator and the stem: their clip probabilities are only comparable, and one separated,
-featurised song only serves all of them, if so. :func:`check_compatible` refuses anything else,
-naming the field and the members that differ. The mel mean/std may differ (each member
+Members of one ensemble must agree on the label names (same order), the feature parameters and
+the separator: their clip probabilities are only comparable, and one separation of a song only
+serves all of them, if so. :func:`check_compatible` refuses anything else, naming the field and
+the members that differ. Their stems may differ (a stem ensemble: each member reads its own stem
+of the same records or of the same separation), and so may the mel mean/std (each member
 normalises its own input).
 """
 
@@ -47,7 +49,7 @@ RECIPE_FILE = (
 )
 #: Key under ``recipe.json["run"]`` holding :func:`dataset_record` of the training data.
 DATASET_KEY = "dataset"
-_COMPARED = ("label_names", "feature_params", "separator", "stem")
+_COMPARED = ("label_names", "feature_params", "separator")
 
 
 class MemberError(DataError):
@@ -96,20 +98,22 @@ class MemberInfo:
         return f"{self.backend}:{self.model}@{self.run_dir.name}"
 
 
-def dataset_record(dataset: Any) -> dict[str, Any]:
-    """What a run needs to remember of its dataset (an ``OpenedDataset``), JSON-able.
+def dataset_record(dataset: Any, stem: str) -> dict[str, Any]:
+    """What a run trained on ``stem`` needs to remember of its dataset (an ``OpenedDataset``),
+    JSON-able: the stem and its mel statistics among the rest.
 
-    Training CLIs store it as ``write_run_info(..., extra={DATASET_KEY: dataset_record(ds)})``.
+    Training CLIs store it as ``write_run_info(..., extra={DATASET_KEY: record})``.
     """
     meta = dataset.metadata
+    mean, std = dataset.mel_stats(stem)
     return {
         "config": dataset.config,
         "path": os.fspath(dataset.path),
         "label_names": list(dataset.label_names),
-        "mel_mean": float(meta["mel_mean"]),
-        "mel_std": float(meta["mel_std"]),
+        "mel_mean": mean,
+        "mel_std": std,
         "separator": meta["separator"],
-        "stem": meta["stem"],
+        "stem": stem,
         "feature_params": dict(meta["feature_params"]),
         "folds": int(meta.get("folds", 5)),
     }
@@ -134,7 +138,10 @@ def _dataset_of(run_dir: Path, recipe: Mapping[str, Any], run: Mapping[str, Any]
     from shared_data.dataset.builder import open_dataset  # TFDS import only on this fallback path
 
     try:
-        return dataset_record(open_dataset(recipe.get("data_dir"), recipe["dataset"]))
+        from shared_data.dataset.stems import resolve_stem
+
+        opened = open_dataset(recipe.get("data_dir"), recipe["dataset"])
+        return dataset_record(opened, resolve_stem(recipe.get("stem"), opened.stems))
     except DataError as err:
         raise MemberError(
             f"run {run_dir} does not record its dataset and the dataset cannot be opened: {err}"
@@ -229,7 +236,7 @@ def _feature_diff(a: FeatureParams, b: FeatureParams) -> str:
 
 
 def check_compatible(members: Sequence[MemberInfo]) -> None:
-    """Refuse members that disagree on label names, feature parameters, separator or stem.
+    """Refuse members that disagree on label names, feature parameters or separator.
 
     Raises:
         MemberError: no members, or a mismatch; the message names the field, the differing values
@@ -250,7 +257,7 @@ def check_compatible(members: Sequence[MemberInfo]) -> None:
             raise MemberError(
                 f"ensemble members disagree on {field.replace('_', ' ')}: {first.run_dir} and "
                 f"{other.run_dir} differ ({detail}); every member must be trained on data with the "
-                "same labels, feature parameters, separator and stem"
+                "same labels, feature parameters and separator"
             )
 
 

@@ -1,10 +1,13 @@
 """Predicting the genre of audio files (or of a dataset's unlabelled split) with an ensemble.
 
 Per file: decode (:func:`shared_data.audio.decode.load_audio`: stereo 44.1 kHz, any format it reads,
-any length >= 1 s), separate the whole song with the members' separator and keep their stem, cut and
-featurise it with their feature parameters (:func:`shared_data.dataset.features.song_to_mels`),
-predict every clip with every member (each normalising with its own mean/std), sum over members,
-then average the clip probabilities into the song's (:mod:`shared_data.ensemble.core`).
+any length >= 1 s), separate the whole song once with the members' separator, cut and featurise
+each stem the members read with their feature parameters
+(:func:`shared_data.dataset.features.song_to_mels`), predict every clip with every member (each on
+its own stem, normalising with its own mean/std), combine the members by presence-aware fusion
+(:mod:`shared_data.ensemble.fusion`: the plain sum, except that a member whose stem is near-silent
+in a clip is left out of that clip; with one stem, exactly the plain sum), then average the clip
+probabilities into the song's (:mod:`shared_data.ensemble.core`).
 
 A file that cannot be used becomes a :class:`SongFailure` naming it and the reason; the other files
 are still predicted. The CLI (:func:`run_predict`, behind ``jax_impl.predict`` and
@@ -26,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from shared_data.audio.decode import load_audio
+from shared_data.dataset import presence
 from shared_data.dataset.features import song_to_mels
-from shared_data.ensemble import core
+from shared_data.ensemble import core, fusion
 from shared_data.ensemble import evaluation as ev
 from shared_data.ensemble.cli import load_from_args
 from shared_data.ensemble.report import format_table
@@ -86,10 +90,35 @@ def file_ids(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     return stems if len(set(stems)) == len(stems) else [os.fspath(p) for p in paths]
 
 
+def song_mels(
+    wave: np.ndarray, predictors: Sequence[ev.Predictor], separator: Any
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One separation of ``wave`` ``[2, n]`` @ 44.1 kHz -> (``{stem: mels [n_clips, 128, 128]}``
+    for every stem the members read, bool ``[M, n_clips]``: each member's stem present)."""
+    stems = [p.info.stem for p in predictors]
+    params = predictors[0].info.feature_params
+    separated = separator.separate([wave])[0]
+    mels = {
+        s: song_to_mels(select_stem(separated, s, separator_name=separator.name), SEPARATION_SR,
+                        params)
+        for s in dict.fromkeys(stems)
+    }  # fmt: skip
+    n_clips = next(iter(mels.values())).shape[0]
+    others = {s: separated[s] for s in mels if s != fusion.MIX}
+    levels = presence.measure(others, separated.get(fusion.MIX, wave), n_clips, params,
+                              SEPARATION_SR)  # fmt: skip
+    relative = {s: presence.relative_db(levels, s)[1:] for s in others}
+    return mels, fusion.member_presence(stems, relative, levels["mix_db"][1:])
+
+
 def _song_from_mels(
-    predictors: Sequence[ev.Predictor], mels: np.ndarray, song_id: str, source: str
+    predictors: Sequence[ev.Predictor],
+    mels: dict[str, np.ndarray],
+    present: np.ndarray,
+    song_id: str,
+    source: str,
 ) -> SongPrediction:
-    clip_probs = core.combine_members(ev.predict_members(predictors, mels))
+    clip_probs = fusion.presence_fusion(ev.predict_members(predictors, mels), present)
     _, probs = core.aggregate_songs(clip_probs, [song_id] * len(clip_probs))
     return SongPrediction(
         song_id, source, probs[0], clip_probs, np.arange(len(clip_probs), dtype=np.int64)
@@ -108,12 +137,11 @@ def predict_files(
     Args:
         paths: audio files. predictors: the loaded members (their :class:`MemberInfo`\\ s agree,
             :func:`shared_data.ensemble.members.check_compatible`). separator: a ``Separator``
-            producing the members' stem. ids: the song ids to report (default :func:`file_ids`).
+            producing the members' stems. ids: the song ids to report (default :func:`file_ids`).
 
     Yields:
         a :class:`SongPrediction` or, for a file that cannot be used, a :class:`SongFailure`.
     """
-    info = predictors[0].info
     ids = list(ids) if ids is not None else file_ids(paths)
     for path, song_id in zip(paths, ids, strict=True):
         try:
@@ -121,13 +149,11 @@ def predict_files(
         except AudioError as err:
             yield SongFailure(song_id, os.fspath(path), err.reason)
             continue
-        stems = separator.separate([wave])[0]
-        stem = select_stem(stems, info.stem, separator_name=separator.name)
-        mels = song_to_mels(stem, SEPARATION_SR, info.feature_params)
-        if mels.shape[0] == 0:
+        mels, present = song_mels(wave, predictors, separator)
+        if present.shape[1] == 0:
             yield SongFailure(song_id, os.fspath(path), "no clip: shorter than the minimum length")
             continue
-        yield _song_from_mels(predictors, mels, song_id, os.fspath(path))
+        yield _song_from_mels(predictors, mels, present, song_id, os.fspath(path))
 
 
 def predict_split(
@@ -141,7 +167,7 @@ def predict_split(
     for s, song_id in enumerate(songs):
         rows = np.flatnonzero(index == s)
         order = rows[np.argsort(clips.clip_index[rows], kind="stable")]
-        clip_probs = result.probs[order]
+        clip_probs = result.presence_probs[order]
         _, probs = core.aggregate_songs(clip_probs, [song_id] * len(order))
         out.append(
             SongPrediction(

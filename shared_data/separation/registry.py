@@ -136,19 +136,22 @@ def describe_separator(separator: Separator) -> str:
     return f"{separator.name}: {choice}" if choice else separator.name
 
 
-def require_stem(stems: Sequence[str], stem: str, *, separator_name: str) -> None:
-    """Check, before any work, that a separator producing ``stems`` can give ``stem``.
+def require_stem(
+    stems: Sequence[str], stem: str, *, separator_name: str, flag: str = "--stem"
+) -> None:
+    """Check, before any work, that a separator producing ``stems`` can give ``stem`` (asked
+    for by ``flag``, which the message names).
 
     Raises:
         DataError: ``stem`` is not one of :data:`STEM_CHOICES`, or the separator lacks it.
     """
     if stem not in STEM_CHOICES:
-        raise DataError(f"unknown stem {stem!r}; choose one of --stem={'|'.join(STEM_CHOICES)}")
+        raise DataError(f"unknown stem {stem!r}; choose from {flag}={'|'.join(STEM_CHOICES)}")
     if stem in stems:
         return
     others = [n for n in available_separators() if n != separator_name]
     produced = "the mix" if tuple(stems) == ("mix",) else ", ".join(stems)
-    fix = f"pass --stem={'|'.join(stems)}"
+    fix = f"pass {flag}={'|'.join(stems)}"
     if others:
         fix += f" or --separator={'|'.join(others)}"
     raise DataError(f"separator {separator_name!r} produces only {produced}; {fix}")

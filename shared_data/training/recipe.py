@@ -86,6 +86,16 @@ class Recipe:
             "builder config name of the dataset (synthetic, synthetic_small, folder, csv)"
         ),
     )
+    # None: vocals (the reference report's pipeline) when the dataset stores it, else the one
+    # stem a single-stem dataset stores (a mix-only build trains as before); resolved when the
+    # data is opened (shared_data.training.split) and recorded in recipe.json.
+    stem: str | None = field(
+        default=None,
+        metadata=_help(
+            "stem the model trains on (vocals, accompaniment or mix: a record field of the "
+            "dataset); default vocals, or the only stem of a one-stem dataset"
+        ),
+    )
     data_dir: str | None = field(
         default=None,
         metadata=_help(

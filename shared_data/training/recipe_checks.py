@@ -16,6 +16,8 @@ BACKENDS: tuple[str, ...] = ("jax", "torch")
 MEMORY_EFFICIENT_MODELS: tuple[str, ...] = ("densenet201",)
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+#: The stems a model may train on (the record fields ``mel_<stem>`` of a dataset).
+TRAIN_STEMS: tuple[str, ...] = ("vocals", "accompaniment", "mix")
 
 # Per-optimizer defaults (see the ``optimizer`` field for why AdamW is the default).
 _DEFAULT_LR = {"adamw": 1e-3, "sgd": 0.1}  # sgd: per 128 examples, scaled linearly with the batch
@@ -56,6 +58,10 @@ def validate(r: Any) -> None:
         f"--model={r.model!r} is not a known model; valid models: {', '.join(MODEL_NAMES)}",
     )
     _check(bool(r.dataset), "--dataset must name a builder config (e.g. synthetic)")
+    _check(
+        r.stem is None or r.stem in TRAIN_STEMS,
+        f"--stem must be one of {'|'.join(TRAIN_STEMS)} (got {r.stem!r})",
+    )
     _check(r.epochs >= 1, f"--epochs must be >= 1 (got {r.epochs})")
     _check(r.batch_size >= 1, f"--batch_size must be >= 1 (got {r.batch_size})")
     _check_micro_batch(r)

@@ -7,6 +7,7 @@ API::
     data.val_labels, data.val_songs              # int64 [n_val], str [n_val]
     data.epoch_order(epoch)                      # record indices of an epoch, training order
     data.steps_per_epoch, data.num_classes, data.mel_mean, data.mel_std, data.record
+    data.stem                                     # the stem trained on (recipe.stem resolved)
 
 The fold split and the data order are :mod:`shared_data.dataset.splits`' functions: the order of
 an epoch is a pure function of ``(seed, epoch)``, so a resumed run, every process of a
@@ -31,11 +32,13 @@ class TrainingData:
     """An opened dataset split by fold: what a training loop reads.
 
     Attributes:
-        source: the random-access records of the ``train`` split (``mel`` float32 ``[H, W]``,
-            ``label`` int, ``song_id`` str, ``fold`` int).
+        source: the random-access records of the ``train`` split, seen through ``stem``
+            (``mel`` float32 ``[H, W]``: that stem's, ``label`` int, ``song_id`` str, ``fold``
+            int).
+        stem: the stem trained on.
         train_indices, val_indices: int64 record indices (folds != k, fold k).
         val_labels: int64 ``[n_val]``; val_songs: str ``[n_val]`` (song of each validation clip).
-        mel_mean, mel_std: the dataset's normalisation constants (build metadata).
+        mel_mean, mel_std: the stem's normalisation constants (build metadata).
         record: :func:`shared_data.ensemble.members.dataset_record` of the dataset, stored in
             ``recipe.json`` so the run stays usable as an ensemble member without its dataset.
     """
@@ -46,6 +49,7 @@ class TrainingData:
     val_labels: np.ndarray
     val_songs: np.ndarray
     label_names: tuple[str, ...]
+    stem: str
     mel_mean: float
     mel_std: float
     seed: int
@@ -66,28 +70,30 @@ class TrainingData:
         return self.train_indices[splits.epoch_order(len(self.train_indices), self.seed, epoch)]
 
 
-def _statistics(metadata: Any) -> tuple[float, float]:
+def _statistics(dataset: Any, stem: str) -> tuple[float, float]:
     try:
-        mean, std = float(metadata["mel_mean"]), float(metadata["mel_std"])
+        mean, std = dataset.mel_stats(stem)
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(
-            f"the dataset metadata lacks a usable mel_mean/mel_std ({err}); rebuild it with "
-            "python -m shared_data.build"
+            f"the dataset metadata lacks usable mel statistics of the {stem} stem ({err}); "
+            "rebuild it with python -m shared_data.build"
         ) from None
     if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
         raise DataError(
-            f"the dataset metadata holds mel_mean={mean}, mel_std={std}: the standard deviation "
+            f"the dataset metadata holds {stem} mean={mean}, std={std}: the standard deviation "
             "must be finite and positive; rebuild it with python -m shared_data.build"
         )
     return mean, std
 
 
 def load_training_data(recipe: Any, dataset: Any) -> TrainingData:
-    """Split ``dataset`` (``.source(split)``, ``.label_names``, ``.metadata``) by ``recipe.fold``.
+    """Split ``dataset`` (an ``OpenedDataset``) by ``recipe.fold``, reading ``recipe.stem``
+    (:func:`resolve_stem`).
 
     Raises:
-        DataError: the dataset's fold count differs from ``--folds``, a side of the split is empty,
-            ``--batch_size`` exceeds the training clips, or the metadata lacks the statistics.
+        DataError: the dataset's fold count differs from ``--folds``, it lacks the stem, a side of
+            the split is empty, ``--batch_size`` exceeds the training clips, or the metadata
+            lacks the statistics.
     """
     from shared_data.ensemble.members import dataset_record
 
@@ -98,8 +104,11 @@ def load_training_data(recipe: Any, dataset: Any) -> TrainingData:
             f"--folds={recipe.folds}; pass --folds={built_folds} "
             f"(or rebuild it with --folds={recipe.folds})"
         )
-    mean, std = _statistics(dataset.metadata)
-    source = dataset.source("train")
+    from shared_data.dataset.stems import resolve_stem
+
+    stem = resolve_stem(recipe.stem, dataset.stems)
+    source = dataset.source("train", stem=stem)  # an absent stem fails here, naming the fix
+    mean, std = _statistics(dataset, stem)
     folds, labels = splits.read_fold_labels(source)
     train, val = splits.fold_split(folds, recipe.fold, recipe.folds)
     data = TrainingData(
@@ -109,11 +118,12 @@ def load_training_data(recipe: Any, dataset: Any) -> TrainingData:
         val_labels=labels[val],
         val_songs=splits.song_ids(source, val),
         label_names=tuple(dataset.label_names),
+        stem=stem,
         mel_mean=mean,
         mel_std=std,
         seed=recipe.seed,
         batch_size=recipe.batch_size,
-        record=dataset_record(dataset),
+        record=dataset_record(dataset, stem),
     )
     _ = data.steps_per_epoch  # a batch larger than the training set fails here, naming the flag
     return data

@@ -42,9 +42,14 @@ def make_gtzan_tree(root: Path) -> dict[str, str | None]:
     return expected
 
 
-def read_records(dataset: Any, split: str = "train") -> dict[str, dict[str, Any]]:
-    """Every record of ``split``, keyed ``song_id#clip_index`` (the order-free identity)."""
-    source = dataset.source(split)
+def read_records(
+    dataset: Any, split: str = "train", stem: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every record of ``split``, keyed ``song_id#clip_index`` (the order-free identity), seen
+    through ``stem`` (default: the one stem of a one-stem dataset, else whole records)."""
+    if stem is None and len(dataset.stems) == 1:
+        stem = dataset.stems[0]
+    source = dataset.source(split, stem=stem)
     out = {}
     for i in range(len(source)):
         r = source[i]
