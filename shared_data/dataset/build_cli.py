@@ -4,6 +4,7 @@ Examples::
 
     python -m shared_data.build --config=synthetic --data_dir=data --gallery=data/gallery.png
     python -m shared_data.build --config=folder --input=~/gtzan/genres --data_dir=data
+    python -m shared_data.build --config=gtzan --input=~/gtzan --data_dir=data   # fault-filtered
     python -m shared_data.build --config=csv --input=train.csv --data_dir=data --strict
 
 Prints a progress bar and a summary, and writes ``build_report.json`` (every input file with its
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         DEFAULT_STEM,
         default_data_dir,
     )
+    from shared_data.dataset.split_source import SPLIT_SOURCES
     from shared_data.separation.registry import BACKENDS, PRECISIONS, STEM_CHOICES
 
     p = argparse.ArgumentParser(
@@ -49,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--input",
-        help="folder: <input>/<label>/<file>; csv: the manifest (or a folder with manifest.csv). "
+        help="folder: <input>/<label>/<file>; csv: the manifest (or a folder with manifest.csv); "
+        "gtzan: the GTZAN download (genres/, genres_original/ or the genre folders). "
         "Default: TFDS's manual_dir, <data_dir>/downloads/manual",
     )
     p.add_argument(
@@ -88,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=FOLD_METHODS,
         help="stratified: every fold holds every label with >= K songs; hash: a song's fold "
         "never moves when songs are added (default %(default)s)",
+    )
+    p.add_argument(
+        "--split",
+        choices=SPLIT_SOURCES,
+        help="fault_filtered: GTZAN's published artist-disjoint train/validation/test lists "
+        "(--config=gtzan only, its default); kfold: one train split with song-grouped folds "
+        "(every other config's default)",
     )
     p.add_argument(
         "--strict",
@@ -136,6 +146,8 @@ def format_summary(
     seconds: float,
 ) -> str:
     """The human summary of a build, from its report and metadata."""
+    from shared_data.dataset.split_source import summary_line
+
     rows = report["files"]
     songs = {
         split: sum(r["status"] == "ok" and r["split"] == split for r in rows)
@@ -157,8 +169,10 @@ def format_summary(
         f"  files: {report['files_seen']} seen, {report['files_ok']} ok, "
         f"{report['files_rejected']} rejected; {report['songs_cached']} songs reused from the "
         "cache",
-        f"  songs: train {songs['train']}, test {songs['test']}",
-        f"  clips: train {sum(train_clips.values())} ("
+        summary_line(report.get("split") if "songs" in report.get("split", {}) else None)
+        or f"  songs: train {songs['train']}, test {songs['test']}",
+        f"  clips: {'labelled' if 'songs' in report.get('split', {}) else 'train'} "
+        f"{sum(train_clips.values())} ("
         + ", ".join(f"{k} {v}" for k, v in train_clips.items())
         + f"), test {test_clips}",
         f"  mel mean {metadata['mel_mean']:.2f} dB, std {metadata['mel_std']:.2f} dB (train)",
@@ -250,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             strict=args.strict,
             folds=args.folds,
             fold_method=args.fold_method,
+            split=args.split,
             overwrite=args.overwrite,
             progress=not args.no_progress,
             beam_argv=beam_argv(args.workers, args.beam_pipeline_options),
