@@ -162,19 +162,18 @@ def format_summary(
         else f"{report['dataset']}: built in {seconds:.1f} s"
     )
     separation = report.get("separation") or f"{report['separator']} (backend {report['backend']})"
+    fixed = summary_line(report.get("split"))  # None unless the splits come from fixed lists
+    folds = f"{report['folds']} folds ({report.get('fold_method', 'hash')})"
     lines = [
         head,
-        f"  separator {separation}, stem {report['stem']}, {report['folds']} folds "
-        f"({report.get('fold_method', 'hash')})",
+        f"  separator {separation}, stem {report['stem']}, {'no folds' if fixed else folds}",
         f"  files: {report['files_seen']} seen, {report['files_ok']} ok, "
         f"{report['files_rejected']} rejected; {report['songs_cached']} songs reused from the "
         "cache",
-        summary_line(report.get("split") if "songs" in report.get("split", {}) else None)
-        or f"  songs: train {songs['train']}, test {songs['test']}",
-        f"  clips: {'labelled' if 'songs' in report.get('split', {}) else 'train'} "
-        f"{sum(train_clips.values())} ("
+        fixed or f"  songs: train {songs['train']}, test {songs['test']}",
+        f"  clips: {'all splits' if fixed else 'train'} {sum(train_clips.values())} ("
         + ", ".join(f"{k} {v}" for k, v in train_clips.items())
-        + f"), test {test_clips}",
+        + (")" if fixed else f"), test {test_clips}"),
         f"  mel mean {metadata['mel_mean']:.2f} dB, std {metadata['mel_std']:.2f} dB (train)",
         _presence_line(report.get("stem_presence")),
     ]

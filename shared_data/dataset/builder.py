@@ -280,7 +280,8 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         if config.source == "gtzan":
             extra["split"] = fixed.section if fixed else {"name": self._split}
             split_of = self._partition.split_of if self._partition else None
-            extra["gtzan_faults"] = gtzan.fault_notes((s.song_id for s in done.songs), split_of)
+            met = split_source.clips_met(done.rows, self._partition)
+            extra["gtzan_faults"] = gtzan.fault_notes(met, split_of)
         head = report_head(self, dataset_dir(self.data_dir_root, config.name))
         report = build_report(done.rows, done.songs, labels, head=head, extra=extra)
         _write_json(self.cache_dir / REPORT_NAME, report)

@@ -115,7 +115,7 @@ def fault_notes(clips: Iterable[str], split_of: Mapping[str, str] | None = None)
         if not members:
             continue
         where = {c: split_of.get(c) for c in members}
-        entry = {"clips": members, "what": group["what"], "splits": where}
+        entry = {"clips": members, "group": group["clips"], "what": group["what"], "splits": where}
         entry["crosses_splits"] = len({s for s in where.values() if s is not None}) > 1
         entry["crosses_labels"] = len({c.split(".")[0] for c in group["clips"]}) > 1
         groups.append(entry)

@@ -144,9 +144,17 @@ def fixed_splits(done: Processed, part: Partition, cache: SongCache) -> FixedSpl
     return FixedSplits(songs, stats, section)
 
 
+def clips_met(rows: Sequence[Mapping[str, Any]], part: Partition | None) -> set[str]:
+    """The clip ids a build met: those of its report rows (accepted or rejected once read) and,
+    with fixed lists, those it left out (``part.excluded``)."""
+    met = {str(r["song_id"]) for r in rows if r.get("song_id")}
+    return met | {str(e["song_id"]) for e in (part.excluded if part else ())}
+
+
 def summary_line(section: Mapping[str, Any] | None) -> str | None:
-    """One line of the build summary for the report's ``split`` section (None: no section)."""
-    if not section:
+    """One line of the build summary for the report's ``split`` section (None: no section, or
+    one of K folds)."""
+    if not section or "songs" not in section:
         return None
     songs = ", ".join(f"{k} {v}" for k, v in section["songs"].items())
     listed = "/".join(str(v) for v in section["listed"].values())
