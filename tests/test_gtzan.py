@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,23 @@ def test_a_built_wheel_carries_the_lists(tmp_path):
         for name in [*gtzan.SPLIT_FILES.values(), gtzan.REPETITIONS_FILE, gtzan.FAULTS_FILE]
     }
     assert shipped <= names
+    # Installed (not editable) and imported from outside the checkout, it still finds them.
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+         f"--target={site}", str(wheel)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    probe = (
+        "from shared_data.dataset import gtzan; "
+        "print(gtzan.__file__, *map(len, gtzan.fault_filtered_lists().values()))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    where, *sizes = done.stdout.split()
+    assert Path(where).is_relative_to(site)
+    assert sizes == ["443", "197", "290"]
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +204,8 @@ def test_training_validates_on_the_validation_split_and_evaluate_scores_test(
     train = train_module(backend)
     with torch_threads(1):
         train.train_and_evaluate(recipe)
+        status = capsys.readouterr().err
+        assert f"training lstm on {TINY.name} validation split: 36 train / 12 val clips" in status
         # The validation split is what was scored: its 12 clips, not a fold of train.
         run = json.loads((tmp_path / "run" / "recipe.json").read_text())["run"]
         assert run["num_val" if backend == "jax" else "val_clips"] == 12
@@ -199,7 +219,6 @@ def test_training_validates_on_the_validation_split_and_evaluate_scores_test(
         with pytest.raises(DataError, match="cross-validation does not apply"):
             cv.run_cv(dataclasses.replace(recipe, workdir=str(tmp_path / "cv")))
         out = tmp_path / "eval"
-        capsys.readouterr()
         assert evaluate.main([f"--members={tmp_path / 'run'}", "--split=test", f"--out={out}"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert (report["split"], report["fold"], report["num_clips"]) == ("test", None, 12)

@@ -70,6 +70,7 @@ class TrainingData:
         mel_mean, mel_std: the dataset's normalisation constants (build metadata).
         record: :func:`shared_data.ensemble.members.dataset_record` of the dataset, stored in
             ``recipe.json`` so the run stays usable as an ensemble member without its dataset.
+        held_out: what validation reads, for status lines (``fold k`` or ``validation split``).
     """
 
     source: Sequence[dict[str, Any]]
@@ -83,6 +84,7 @@ class TrainingData:
     seed: int
     batch_size: int
     record: dict[str, Any] = field(default_factory=dict)
+    held_out: str = "fold 0"  # what validation reads, for status lines: "fold k" or the split
 
     @property
     def num_classes(self) -> int:
@@ -148,6 +150,7 @@ def load_training_data(recipe: Any, dataset: Any) -> TrainingData:
         seed=recipe.seed,
         batch_size=recipe.batch_size,
         record=dataset_record(dataset),
+        held_out=f"fold {recipe.fold}",
     )
     _ = data.steps_per_epoch  # a batch larger than the training set fails here, naming the flag
     return data
@@ -182,6 +185,7 @@ def _fixed_split_data(recipe: Any, dataset: Any, record: dict[str, Any]) -> Trai
         seed=recipe.seed,
         batch_size=recipe.batch_size,
         record=record,
+        held_out="validation split",
     )
     _ = data.steps_per_epoch  # a batch larger than the training set fails here, naming the flag
     return data
