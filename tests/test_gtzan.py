@@ -190,6 +190,12 @@ def test_listing_rules_and_refusals(tmp_path):
         gtzan.gtzan_inputs(tmp_path)
     with pytest.raises(DataError, match="--split=fault_filtered is GTZAN's"):
         build_dataset(tmp_path / "d", "folder", input=base, split="fault_filtered", **BUILD)
+    # A download without any clip of the validation and test lists cannot give those splits.
+    for clip, split in tree.split_of.items():
+        if split != "train":
+            (base / clip.split(".")[0] / f"{clip}.wav").unlink()
+    with pytest.raises(DataError, match="validation and test split would hold no clip"):
+        build_dataset(tmp_path / "d", TINY, input=tree.root, **BUILD)
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])

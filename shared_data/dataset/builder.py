@@ -288,6 +288,8 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         refuse_or_warn(
             done.rows, dropped, stem_check, strict=self._strict, report=self.cache_dir / REPORT_NAME
         )
+        if fixed is not None:
+            split_source.require_every_split(fixed, self.cache_dir / REPORT_NAME)
         train = [s for s in done.songs if s.label is not None]
         test = [s for s in done.songs if s.label is None]
         if not train:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from shared_data.dataset import gtzan
@@ -105,11 +106,8 @@ class FixedSplits:
 
 
 def fixed_splits(done: Processed, part: Partition, cache: SongCache) -> FixedSplits:
-    """Assign the processed songs to their lists' splits and mark each report row's ``split``.
-
-    Raises:
-        DataError: a split is left without any clip (name, and the report says why).
-    """
+    """Assign the processed songs to their lists' splits and mark each report row's ``split``
+    (:func:`require_every_split` then refuses a split left without clips)."""
     songs: dict[str, list[Song]] = {name: [] for name in FIXED_SPLITS}
     for song in done.songs:
         songs[part.split_of[song.song_id]].append(song)
@@ -120,12 +118,6 @@ def fixed_splits(done: Processed, part: Partition, cache: SongCache) -> FixedSpl
         if row["status"] == "rejected" and split is not None:
             rejected.append({"song_id": row["song_id"], "path": row["path"], "split": split,
                              "reason": row["reason"]})  # fmt: skip
-    empty = [name for name, members in songs.items() if not members]
-    if empty:
-        raise DataError(
-            f"the fault-filtered split {', '.join(empty)} would hold no clip: none of its listed "
-            "GTZAN clips was found and read; check --input (see the build report for each file)"
-        )
     stats = MelStats()
     for song in songs["train"]:
         mels = cache.get(song.key)
@@ -142,6 +134,17 @@ def fixed_splits(done: Processed, part: Partition, cache: SongCache) -> FixedSpl
         "listed_but_rejected": rejected,
     }
     return FixedSplits(songs, stats, section)
+
+
+def require_every_split(fixed: FixedSplits, report: Path) -> None:
+    """Raise :class:`DataError` when a split holds no clip (``report``: where each file's fate is
+    written)."""
+    empty = [name for name, members in fixed.songs.items() if not members]
+    if empty:
+        raise DataError(
+            f"the fault-filtered {' and '.join(empty)} split would hold no clip: none of its "
+            f"listed GTZAN clips was found and read; check --input (each file's fate: {report})"
+        )
 
 
 def clips_met(rows: Sequence[Mapping[str, Any]], part: Partition | None) -> set[str]:
