@@ -278,10 +278,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
             "stem_presence": stem_check,
         }
         if config.source == "gtzan":
-            extra["split"] = fixed.section if fixed else {"name": self._split}
-            split_of = self._partition.split_of if self._partition else None
-            met = split_source.clips_met(done.rows, self._partition)
-            extra["gtzan_faults"] = gtzan.fault_notes(met, split_of)
+            extra.update(split_source.report_sections(self._split, fixed, self._partition, done))
         head = report_head(self, dataset_dir(self.data_dir_root, config.name))
         report = build_report(done.rows, done.songs, labels, head=head, extra=extra)
         _write_json(self.cache_dir / REPORT_NAME, report)
@@ -314,9 +311,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
             fields["split"] = self._split
         if fixed is not None:
             meta = metadata(done.rows, fixed.songs["train"], [], labels, fixed.stats, fields=fields)
-            meta["num_songs"] = {k: len(v) for k, v in fixed.songs.items()}
-            meta["num_clips"] = {k: sum(s.n_clips for s in v) for k, v in fixed.songs.items()}
-            self.info.metadata.update(meta)
+            self.info.metadata.update({**meta, **fixed.counts()})
             return {k: self._generate_examples(v, labels) for k, v in fixed.songs.items()}
         self.info.metadata.update(
             metadata(done.rows, train, test, labels, done.stats, fields=fields)

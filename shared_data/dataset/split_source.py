@@ -104,6 +104,13 @@ class FixedSplits:
     stats: MelStats
     section: dict[str, Any]
 
+    def counts(self) -> dict[str, dict[str, int]]:
+        """The metadata's ``num_songs`` and ``num_clips``, per split."""
+        return {
+            "num_songs": {k: len(v) for k, v in self.songs.items()},
+            "num_clips": {k: sum(s.n_clips for s in v) for k, v in self.songs.items()},
+        }
+
 
 def fixed_splits(done: Processed, part: Partition, cache: SongCache) -> FixedSplits:
     """Assign the processed songs to their lists' splits and mark each report row's ``split``
@@ -147,11 +154,18 @@ def require_every_split(fixed: FixedSplits, report: Path) -> None:
         )
 
 
-def clips_met(rows: Sequence[Mapping[str, Any]], part: Partition | None) -> set[str]:
-    """The clip ids a build met: those of its report rows (accepted or rejected once read) and,
-    with fixed lists, those it left out (``part.excluded``)."""
-    met = {str(r["song_id"]) for r in rows if r.get("song_id")}
-    return met | {str(e["song_id"]) for e in (part.excluded if part else ())}
+def report_sections(
+    split: str, fixed: FixedSplits | None, part: Partition | None, done: Processed
+) -> dict[str, Any]:
+    """A GTZAN build report's ``split`` section (``fixed.section``, or just the name for
+    ``kfold``) and ``gtzan_faults`` (:func:`shared_data.dataset.gtzan.fault_notes` of every clip
+    the build met: its report rows, accepted or rejected once read, and the clips left out)."""
+    met = {str(r["song_id"]) for r in done.rows if r.get("song_id")}
+    met |= {str(e["song_id"]) for e in (part.excluded if part else ())}
+    return {
+        "split": fixed.section if fixed else {"name": split},
+        "gtzan_faults": gtzan.fault_notes(met, part.split_of if part else None),
+    }
 
 
 def summary_line(section: Mapping[str, Any] | None) -> str | None:
