@@ -294,7 +294,7 @@ def _write_run_info(workdir: Path, recipe: Recipe, t: TrainState, data: Training
         DATASET_KEY: data.record,  # so the run stays usable as an ensemble member
     })  # fmt: skip
     log(
-        f"training {recipe.model} on {recipe.dataset} fold {recipe.fold}: "
+        f"training {recipe.model} on {recipe.dataset} {data.held_out}: "
         f"{len(data.train_indices)} train / {len(data.val_indices)} val clips, "
         f"{data.steps_per_epoch} steps of {recipe.batch_size}{micro_batch_note(recipe)} per "
         f"epoch, {recipe.precision} on "

@@ -4,6 +4,7 @@ Examples::
 
     python -m shared_data.build --config=synthetic --data_dir=data --gallery=data/gallery.png
     python -m shared_data.build --config=folder --input=~/gtzan/genres --data_dir=data
+    python -m shared_data.build --config=gtzan --input=~/gtzan --data_dir=data   # fault-filtered
     python -m shared_data.build --config=csv --input=train.csv --data_dir=data --strict
 
 Prints a progress bar and a summary, and writes ``build_report.json`` (every input file with its
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         DEFAULT_SEPARATOR,
         default_data_dir,
     )
+    from shared_data.dataset.split_source import SPLIT_SOURCES
     from shared_data.separation.registry import BACKENDS, PRECISIONS, STEM_CHOICES
 
     p = argparse.ArgumentParser(
@@ -48,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--input",
-        help="folder: <input>/<label>/<file>; csv: the manifest (or a folder with manifest.csv). "
+        help="folder: <input>/<label>/<file>; csv: the manifest (or a folder with manifest.csv); "
+        "gtzan: the GTZAN download (genres/, genres_original/ or the genre folders). "
         "Default: TFDS's manual_dir, <data_dir>/downloads/manual",
     )
     p.add_argument(
@@ -94,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=FOLD_METHODS,
         help="stratified: every fold holds every label with >= K songs; hash: a song's fold "
         "never moves when songs are added (default %(default)s)",
+    )
+    p.add_argument(
+        "--split",
+        choices=SPLIT_SOURCES,
+        help="fault_filtered: GTZAN's published artist-disjoint train/validation/test lists "
+        "(--config=gtzan only, its default); kfold: one train split with song-grouped folds "
+        "(every other config's default)",
     )
     p.add_argument(
         "--strict",
@@ -142,6 +152,8 @@ def format_summary(
     seconds: float,
 ) -> str:
     """The human summary of a build, from its report and metadata."""
+    from shared_data.dataset.split_source import summary_line
+
     rows = report["files"]
     songs = {
         split: sum(r["status"] == "ok" and r["split"] == split for r in rows)
@@ -156,17 +168,19 @@ def format_summary(
         else f"{report['dataset']}: built in {seconds:.1f} s"
     )
     separation = report.get("separation") or f"{report['separator']} (backend {report['backend']})"
+    fixed = summary_line(report.get("split"))  # None unless the splits come from fixed lists
+    folds = f"{report['folds']} folds ({report.get('fold_method', 'hash')})"
     lines = [
         head,
-        f"  separator {separation}, stems {','.join(report['stems'])}, {report['folds']} folds "
-        f"({report.get('fold_method', 'hash')})",
+        f"  separator {separation}, stems {','.join(report['stems'])}, "
+        f"{'no folds' if fixed else folds}",
         f"  files: {report['files_seen']} seen, {report['files_ok']} ok, "
         f"{report['files_rejected']} rejected; {report['songs_cached']} songs reused from the "
         "cache",
-        f"  songs: train {songs['train']}, test {songs['test']}",
-        f"  clips: train {sum(train_clips.values())} ("
+        fixed or f"  songs: train {songs['train']}, test {songs['test']}",
+        f"  clips: {'all splits' if fixed else 'train'} {sum(train_clips.values())} ("
         + ", ".join(f"{k} {v}" for k, v in train_clips.items())
-        + f"), test {test_clips}",
+        + (")" if fixed else f"), test {test_clips}"),
         "  mel mean/std (train): "
         + ", ".join(
             f"{stem} {s['mean']:.2f}/{s['std']:.2f} dB" for stem, s in metadata["mel_stats"].items()
@@ -263,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             strict=args.strict,
             folds=args.folds,
             fold_method=args.fold_method,
+            split=args.split,
             overwrite=args.overwrite,
             progress=not args.no_progress,
             beam_argv=beam_argv(args.workers, args.beam_pipeline_options),

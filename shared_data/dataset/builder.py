@@ -45,8 +45,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from tensorflow_datasets.core import utils as tfds_utils
 
+from shared_data.dataset import gtzan, presence, split_source
 from shared_data.dataset import inputs as inputs_lib
-from shared_data.dataset import presence
 from shared_data.dataset.cache import CACHE_DIRNAME, SongCache
 from shared_data.dataset.configs import (
     CONFIG_NAMES,
@@ -119,7 +119,8 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "synthetic"
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "folder: put audio files in <manual_dir>/<label>/<file> (GTZAN layout); csv: put "
-        "manifest.csv (rows path,label[,song_id], paths relative to it) in <manual_dir>. "
+        "manifest.csv (rows path,label[,song_id], paths relative to it) in <manual_dir>; gtzan: "
+        "put the GTZAN download (genres/ or genres_original/) in <manual_dir>. "
         "Or pass input=... (--input=PATH) instead."
     )
 
@@ -135,6 +136,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         strict: bool = False,
         folds: int = DEFAULT_FOLDS,
         fold_method: str = DEFAULT_FOLD_METHOD,
+        split: str | None = None,
         progress: bool = True,
         beam_argv: Sequence[str] = (),
         **kwargs: Any,
@@ -159,6 +161,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         self._download_config: tfds.download.DownloadConfig | None = None
         self._listed: tuple[list[inputs_lib.SongInput], list[str]] | None = None
         self._fold_of: dict[str, int] = {}
+        self._partition: split_source.Partition | None = None  # fixed splits: the lists' verdict
         self.songs_cached = 0  # songs of the last build taken from an earlier build's cache
         self.reused_existing = False
         kwargs.setdefault("file_format", "array_record")
@@ -167,13 +170,14 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         self._original_state.update(
             separator=separator, stems=stems, stem=stem, backend=backend,
             separation_precision=separation_precision, input=input, strict=strict,
-            folds=folds, fold_method=fold_method, progress=progress, beam_argv=self._beam_argv,
-            file_format=kwargs["file_format"],
+            folds=folds, fold_method=fold_method, split=split, progress=progress,
+            beam_argv=self._beam_argv, file_format=kwargs["file_format"],
         )  # fmt: skip
+        self._split = split_source.resolve_split(split, self.builder_config)
         if self._input is not None and self.builder_config.source == "synthetic":
             raise DataError(
                 f"--input is not used by the synthetic config {self.builder_config.name!r}; drop "
-                "it, or use --config=folder|csv for your own audio"
+                "it, or use --config=folder|csv|gtzan for your own audio"
             )
 
     @tfds_utils.classproperty
@@ -269,6 +273,9 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         if done.n_cached:
             print(f"resumed: {done.n_cached} of {len(items)} songs reused from the cache")
         self.songs_cached = done.n_cached
+        fixed = None
+        if self._partition is not None:
+            fixed = split_source.fixed_splits(done, self._partition, cache, self.stems)
         labels, dropped = accepted_labels(done.rows, listed)
         stem_check = presence.summarise(done.rows, self.stems)
         extra = {
@@ -277,12 +284,16 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
             "labels_without_songs": dropped,
             "stem_presence": stem_check,
         }
+        if config.source == "gtzan":
+            extra.update(split_source.report_sections(self._split, fixed, self._partition, done))
         head = report_head(self, dataset_dir(self.data_dir_root, config.name))
         report = build_report(done.rows, done.songs, labels, head=head, extra=extra)
         _write_json(self.cache_dir / REPORT_NAME, report)
         refuse_or_warn(
             done.rows, dropped, stem_check, strict=self._strict, report=self.cache_dir / REPORT_NAME
         )
+        if fixed is not None:
+            split_source.require_every_split(fixed, self.cache_dir / REPORT_NAME)
         train = [s for s in done.songs if s.label is not None]
         test = [s for s in done.songs if s.label is None]
         if not train:
@@ -294,6 +305,8 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         _write_json(self.data_path / REPORT_NAME, report)
         pairs = [(s.song_id, s.label) for s in done.songs]
         self._fold_of = song_folds(pairs, self._folds, self._fold_method)
+        if fixed is not None:  # fixed splits: no song has a cross-validation fold
+            self._fold_of = dict.fromkeys(self._fold_of, split_source.NO_FOLD)
         fields = {
             "separator": separator.name, "separator_info": settings.separator_info,
             "backend": self._backend, "stems": list(self.stems),
@@ -301,6 +314,12 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
             "fold_method": self._fold_method, "config": config.to_dict(),
             "settings": self._settings(),
         }  # fmt: skip
+        if config.source == "gtzan":
+            fields["split"] = self._split
+        if fixed is not None:
+            meta = metadata(done.rows, fixed.songs["train"], [], labels, fixed.stats, fields=fields)
+            self.info.metadata.update({**meta, **fixed.counts()})
+            return {k: self._generate_examples(v, labels) for k, v in fixed.songs.items()}
         self.info.metadata.update(
             metadata(done.rows, train, test, labels, done.stats, fields=fields)
         )
@@ -387,20 +406,25 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
                 f"config {config.name!r} needs audio: pass --input=PATH, or put the files in "
                 f"TFDS's manual_dir {root} ({self.MANUAL_DOWNLOAD_INSTRUCTIONS})"
             )
-        return inputs_lib.list_inputs(config, root)
+        items, labels = inputs_lib.list_inputs(config, root)
+        if self._split == "fault_filtered":
+            self._partition = split_source.partition(items, gtzan.fault_filtered_lists())
+            items = self._partition.items
+        return items, labels
 
     def _settings(self) -> dict[str, Any]:
         separator = self._separator()
-        return json_normal(
-            {
-                "config": self.builder_config.to_dict(),
-                "separator": separator.name,
-                "separator_info": separator.info(),
-                "stems": list(self.stems),
-                "folds": self._folds,
-                "fold_method": self._fold_method,
-            }
-        )
+        settings = {
+            "config": self.builder_config.to_dict(),
+            "separator": separator.name,
+            "separator_info": separator.info(),
+            "stems": list(self.stems),
+            "folds": self._folds,
+            "fold_method": self._fold_method,
+        }
+        if self.builder_config.source == "gtzan":  # other configs' settings stay as they were
+            settings["split"] = self._split
+        return json_normal(settings)
 
     def _check_existing(self) -> None:
         """Refuse to reuse a dataset built with other settings or from other input files."""
@@ -417,12 +441,12 @@ def build_dataset(
     """Build (or reuse) ``vocal_mels/<config>`` under ``data_dir`` and return its builder.
 
     ``options``: the build options of :class:`VocalMels` (``separator``, ``stems`` (or one
-    ``stem``), ``backend``,
-    ``separation_precision``, ``input``, ``strict``, ``folds``, ``fold_method``, ``progress``,
-    ``beam_argv``), with its defaults. ``overwrite=True`` deletes an existing dataset of this
-    config first (the song cache stays, so unchanged songs are not separated again). With
-    ``beam_argv`` (Beam pipeline arguments, :func:`shared_data.dataset.stage.beam_argv`) the
-    per-song stage runs on Beam before the writer (:mod:`shared_data.dataset.stage`).
+    ``stem``), ``backend``, ``separation_precision``, ``input``, ``strict``, ``folds``,
+    ``fold_method``, ``split``, ``progress``, ``beam_argv``), with its defaults.
+    ``overwrite=True`` deletes an existing dataset of this config first (the song cache stays,
+    so unchanged songs are not separated again). With ``beam_argv`` (Beam pipeline arguments,
+    :func:`shared_data.dataset.stage.beam_argv`) the per-song stage runs on Beam before the
+    writer (:mod:`shared_data.dataset.stage`).
 
     Raises:
         DataError: see :meth:`VocalMels.download_and_prepare`.

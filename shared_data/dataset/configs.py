@@ -2,7 +2,8 @@
 
 Configs (:data:`CONFIGS`): ``synthetic_small`` (tests), ``synthetic`` (the demo),
 ``synthetic_instrumental`` (the demo corpus with a third of its songs instrumental), ``folder``
-(GTZAN layout ``<input>/<label>/<file>``) and ``csv`` (manifest ``path,label[,song_id]``); see
+(GTZAN layout ``<input>/<label>/<file>``), ``csv`` (manifest ``path,label[,song_id]``) and
+``gtzan`` (GTZAN as distributed, :mod:`shared_data.dataset.gtzan`); see
 :mod:`shared_data.dataset.inputs` for the input rules. Custom :class:`VocalMelsConfig` objects
 with other sizes work too (their name must differ from the built-in ones).
 
@@ -19,7 +20,9 @@ in its song; several csv files of one song are numbered on consecutively, in man
 :func:`shared_data.dataset.folds.song_folds` (``fold_method`` stratified, the default, or hash).
 
 Splits: ``train`` holds every labelled clip (K-fold cross-validation selects on ``fold`` at load
-time); ``test`` holds the unlabelled csv rows (present only when there are some).
+time); ``test`` holds the unlabelled csv rows (present only when there are some). A ``gtzan``
+build with ``--split=fault_filtered`` (its default) has ``train``, ``validation`` and ``test``
+from the published lists instead, and no folds (:mod:`shared_data.dataset.split_source`).
 
 Metadata (``metadata.json`` beside the records, a TFDS ``MetadataDict``; :data:`METADATA_KEYS`):
 ``stems`` (the built stems), ``mel_stats`` (``{stem: {"mean", "std"}}``, over every value of every
@@ -28,7 +31,7 @@ checksums, ...), ``backend``,
 ``feature_params`` (``FeatureParams.to_dict()``), ``checksums`` ({input path: SHA-256}),
 ``label_names``, ``folds`` (K), ``fold_method``, ``num_songs``/``num_clips`` per split,
 ``files_seen``/``files_ok``/``files_rejected``, ``config`` (the config's fields) and ``settings``
-(what a rebuild compares).
+(what a rebuild compares); a ``gtzan`` build adds ``split`` (its split source).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ METADATA_KEYS = (
     "config",
     "settings",
 )
-SOURCES = ("synthetic", "folder", "csv")
+SOURCES = ("synthetic", "folder", "csv", "gtzan")
 
 
 def default_data_dir() -> Path:
@@ -96,7 +99,7 @@ class VocalMelsConfig(tfds.core.BuilderConfig):
     """A ``vocal_mels`` config: where the songs come from and how they are featurised.
 
     Attributes:
-        source: ``synthetic``, ``folder`` or ``csv``.
+        source: ``synthetic``, ``folder``, ``csv`` or ``gtzan``.
         songs_per_genre, seconds, seed, genres: the synthetic corpus (``genres=None``: all of
             :data:`shared_data.corpus.synthetic.GENRES`); ignored by the other sources.
         instrumental_genres: synthetic genres whose songs are rendered without their vocal line
@@ -183,6 +186,11 @@ CONFIGS: tuple[VocalMelsConfig, ...] = (
         name="csv",
         description="Audio files listed in a manifest path,label[,song_id]; unlabelled -> test.",
         source="csv",
+    ),
+    VocalMelsConfig(
+        name="gtzan",
+        description="GTZAN as distributed (genres/ .au or genres_original/ .wav); song id = clip.",
+        source="gtzan",
     ),
 )
 CONFIG_NAMES: tuple[str, ...] = tuple(c.name for c in CONFIGS)

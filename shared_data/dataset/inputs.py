@@ -248,7 +248,8 @@ def read_song(
 
 
 def list_inputs(config: Any, root: Path | None) -> tuple[list[SongInput], list[str]]:
-    """The songs of a ``VocalMelsConfig``: the synthetic corpus, or the folder/csv at ``root``.
+    """The songs of a ``VocalMelsConfig``: the synthetic corpus, or the folder/csv/gtzan input at
+    ``root``.
 
     Returns:
         ``(items, label names sorted)``; the labels are those listed, before any song is read.
@@ -272,4 +273,8 @@ def list_inputs(config: Any, root: Path | None) -> tuple[list[SongInput], list[s
     assert root is not None
     if config.source == "folder":
         return folder_inputs(root)
+    if config.source == "gtzan":
+        from shared_data.dataset.gtzan import gtzan_inputs  # it builds on folder_inputs
+
+        return gtzan_inputs(root)
     return csv_inputs(root)

@@ -32,7 +32,7 @@ def build_command(config: str, data_dir: str | os.PathLike[str]) -> str:
     """The shell command that builds ``config`` into ``data_dir``."""
     cmd = f"python -m shared_data.build --config={config} --data_dir={data_dir}"
     source = next((c.source for c in CONFIGS if c.name == config), None)
-    return cmd + (" --input=PATH" if source in ("folder", "csv") else "")
+    return cmd + (" --input=PATH" if source in ("folder", "csv", "gtzan") else "")
 
 
 @dataclasses.dataclass(frozen=True)

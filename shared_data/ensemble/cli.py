@@ -63,11 +63,17 @@ def add_dataset_flags(parser: argparse.ArgumentParser, *, split: str = "train") 
     parser.add_argument(
         "--dataset", default=None, help="builder config name; default: the members' dataset"
     )
-    parser.add_argument("--split", default=split, help=f"dataset split (default {split})")
+    parser.add_argument(
+        "--split",
+        default=split,
+        help=f"dataset split (default {split}); GTZAN's fault-filtered dataset has train, "
+        "validation and test",
+    )
     parser.add_argument(
         "--fold",
         default=None,
-        help="fold to evaluate; default: the fold the members held out; 'all': every clip",
+        help="fold to evaluate; default: the fold the members held out (a dataset with fixed "
+        "train/validation/test splits has no folds: every clip of --split); 'all': every clip",
     )
     parser.add_argument(
         "--song_rule",
@@ -138,7 +144,7 @@ def evaluate_members(
     """
     members = [p.info for p in predictors]
     dataset = open_members_dataset(predictors, args.data_dir, args.dataset)
-    fold = ev.default_fold(members, args.fold)
+    fold = ev.dataset_fold(dataset, members, args.fold)
     clips = ev.select_clips(dataset, args.split, fold)
     result = ev.run_ensemble(predictors, dataset.source(args.split), clips.indices)
     summary = ev.evaluate_predictions(result, clips, members, args.song_rule)

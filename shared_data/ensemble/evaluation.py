@@ -34,6 +34,7 @@ __all__ = [
     "EnsembleResult",
     "Predictor",
     "SelectedClips",
+    "dataset_fold",
     "default_fold",
     "evaluate_predictions",
     "normalise",
@@ -179,6 +180,25 @@ def default_fold(members: Sequence[MemberInfo], flag: str | None) -> int | None:
         f"the members held out different folds {folds}, so no fold is unseen by all of them; "
         f"pass --fold=k (or --fold={ALL_FOLDS}) explicitly"
     )
+
+
+def dataset_fold(dataset: Any, members: Sequence[MemberInfo], flag: str | None) -> int | None:
+    """:func:`default_fold`, except for a dataset with fixed splits (a ``validation`` split, e.g.
+    GTZAN's fault-filtered one): it has no folds, so every clip of the split is evaluated.
+
+    Raises:
+        DataError: ``--fold=k`` on a dataset with fixed splits.
+    """
+    from shared_data.dataset.split_source import has_fixed_splits
+
+    if not has_fixed_splits(dataset):
+        return default_fold(members, flag)
+    if flag not in (None, ALL_FOLDS):
+        raise DataError(
+            f"dataset {dataset.path} has fixed train/validation/test splits and no folds, so "
+            f"--fold={flag} does not apply; drop it (--split=test scores the test split)"
+        )
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,10 @@ checkpoints), so an interrupted CV run continues where it stopped. The summary, 
 sample standard deviation (``ddof=1``: the folds are a sample of the ways the songs could have been
 split). The best-epoch accuracy is what the kept checkpoint scores but is biased upwards (the epoch
 is chosen on the same fold); the final-epoch accuracy is the unbiased one.
+
+A dataset with fixed train/validation/test splits (GTZAN's fault-filtered split) has no folds:
+cross-validation does not apply to it and is refused before any fold is trained
+(:func:`refuse_fixed_splits`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from shared_data.errors import DataError
 from shared_data.training.recipe import Recipe
 
 CV_FILE = "cv.json"
@@ -63,6 +68,25 @@ def cv_root(recipe: Recipe, backend: str) -> Path:
     return Path(recipe.workdir) if recipe.workdir else Path("runs") / backend / recipe.model
 
 
+def refuse_fixed_splits(recipe: Recipe) -> None:
+    """Raise :class:`DataError` when the recipe's dataset has fixed splits (nothing to cross-
+    validate); a dataset not built yet passes (the first fold's training builds or names it)."""
+    from shared_data.dataset.opened import open_dataset
+    from shared_data.dataset.split_source import has_fixed_splits
+
+    try:
+        dataset = open_dataset(recipe.data_dir, recipe.dataset)
+    except DataError:
+        return
+    if has_fixed_splits(dataset):
+        raise DataError(
+            f"cross-validation does not apply to dataset {recipe.dataset!r}: it has fixed "
+            "train/validation/test splits (built with --split=fault_filtered) and no folds; train "
+            "once with python -m jax_impl.train or torch_ref.train and score the test split with "
+            "evaluate --split=test, or rebuild it with --split=kfold to cross-validate"
+        )
+
+
 def run_folds(
     recipe: Recipe,
     backend: str,
@@ -72,6 +96,7 @@ def run_folds(
 ) -> dict[str, Any]:
     """Train every fold of ``recipe.folds`` with ``train_fold(fold_recipe) -> training summary``
     and, on the reporting process (``is_main``), write ``<root>/cv.json``; returns the summary."""
+    refuse_fixed_splits(recipe)
     root = cv_root(recipe, backend)
     per_fold = []
     for k in range(recipe.folds):

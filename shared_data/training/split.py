@@ -1,4 +1,5 @@
-"""The data-split object both training loops read: the built dataset split by fold.
+"""The data-split object both training loops read: the built dataset split by fold, or by its
+fixed ``validation`` split when it has one (GTZAN's fault-filtered split).
 
 API::
 
@@ -12,6 +13,11 @@ API::
 The fold split and the data order are :mod:`shared_data.dataset.splits`' functions: the order of
 an epoch is a pure function of ``(seed, epoch)``, so a resumed run, every process of a
 multi-process run and both backends read the same clips in the same order.
+
+A dataset with a ``validation`` split (:func:`shared_data.dataset.split_source.has_fixed_splits`)
+has no folds: ``source`` then reads the ``train`` records followed by the ``validation`` ones
+(:class:`JoinedSource`), ``train_indices`` are the first and ``val_indices`` the second, so the
+training loops read it exactly as they read a fold split; ``--fold`` does not apply.
 """
 
 from __future__ import annotations
@@ -24,7 +30,33 @@ from typing import Any
 import numpy as np
 
 from shared_data.dataset import splits
+from shared_data.dataset.split_source import has_fixed_splits
 from shared_data.errors import DataError
+
+
+class JoinedSource(Sequence):
+    """The records of ``first`` then those of ``second`` (two random-access sources), as one.
+
+    ``len``, ``[i]`` and ``__getitems__(rows)``; picklable when both sources are (worker
+    processes receive it like a single source).
+    """
+
+    def __init__(self, first: Sequence[dict[str, Any]], second: Sequence[dict[str, Any]]):
+        self.first, self.second = first, second
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        n, total = len(self.first), len(self)
+        if not -total <= i < total:
+            raise IndexError(f"record {i} out of range for {total} records")
+        i = int(i) % total
+        return self.first[i] if i < n else self.second[i - n]
+
+    def __getitems__(self, rows: Any) -> list[dict[str, Any]]:
+        """The records at ``rows``, in that order."""
+        return [self[int(r)] for r in rows]
 
 
 @dataclass(frozen=True)
@@ -41,6 +73,7 @@ class TrainingData:
         mel_mean, mel_std: the stem's normalisation constants (build metadata).
         record: :func:`shared_data.ensemble.members.dataset_record` of the dataset, stored in
             ``recipe.json`` so the run stays usable as an ensemble member without its dataset.
+        held_out: what validation reads, for status lines (``fold k`` or ``validation split``).
     """
 
     source: Sequence[dict[str, Any]]
@@ -55,6 +88,7 @@ class TrainingData:
     seed: int
     batch_size: int
     record: dict[str, Any] = field(default_factory=dict)
+    held_out: str = "fold 0"  # what validation reads, for status lines: "fold k" or the split
 
     @property
     def num_classes(self) -> int:
@@ -87,16 +121,21 @@ def _statistics(dataset: Any, stem: str) -> tuple[float, float]:
 
 
 def load_training_data(recipe: Any, dataset: Any) -> TrainingData:
-    """Split ``dataset`` (an ``OpenedDataset``) by ``recipe.fold``, reading ``recipe.stem``
-    (:func:`resolve_stem`).
+    """Split ``dataset`` (an ``OpenedDataset``) by ``recipe.fold``, or into its own train and
+    validation splits when it has them, reading ``recipe.stem``
+    (:func:`shared_data.dataset.stems.resolve_stem`).
 
     Raises:
         DataError: the dataset's fold count differs from ``--folds``, it lacks the stem, a side of
             the split is empty, ``--batch_size`` exceeds the training clips, or the metadata
             lacks the statistics.
     """
+    from shared_data.dataset.stems import resolve_stem
     from shared_data.ensemble.members import dataset_record
 
+    stem = resolve_stem(recipe.stem, dataset.stems)
+    if has_fixed_splits(dataset):
+        return _fixed_split_data(recipe, dataset, stem, dataset_record(dataset, stem))
     built_folds = dataset.metadata.get("folds")
     if built_folds is not None and int(built_folds) != recipe.folds:
         raise DataError(
@@ -104,9 +143,6 @@ def load_training_data(recipe: Any, dataset: Any) -> TrainingData:
             f"--folds={recipe.folds}; pass --folds={built_folds} "
             f"(or rebuild it with --folds={recipe.folds})"
         )
-    from shared_data.dataset.stems import resolve_stem
-
-    stem = resolve_stem(recipe.stem, dataset.stems)
     source = dataset.source("train", stem=stem)  # an absent stem fails here, naming the fix
     mean, std = _statistics(dataset, stem)
     folds, labels = splits.read_fold_labels(source)
@@ -124,6 +160,44 @@ def load_training_data(recipe: Any, dataset: Any) -> TrainingData:
         seed=recipe.seed,
         batch_size=recipe.batch_size,
         record=dataset_record(dataset, stem),
+        held_out=f"fold {recipe.fold}",
+    )
+    _ = data.steps_per_epoch  # a batch larger than the training set fails here, naming the flag
+    return data
+
+
+def _fixed_split_data(recipe: Any, dataset: Any, stem: str, record: dict[str, Any]) -> TrainingData:
+    """Train on the ``train`` split, validate on ``validation`` (see the module docstring).
+
+    Raises:
+        DataError: ``--fold`` other than 0 (no folds here), an empty split, a batch too large.
+    """
+    if recipe.fold != 0:
+        raise DataError(
+            f"dataset {recipe.dataset!r} has a validation split (fixed train/validation/test "
+            f"lists), so --fold={recipe.fold} does not apply; drop --fold"
+        )
+    train = dataset.source("train", stem=stem)
+    val = dataset.source("validation", stem=stem)
+    mean, std = _statistics(dataset, stem)
+    if len(val) == 0:
+        raise DataError(f"the validation split of dataset {recipe.dataset!r} holds no clips")
+    _, val_labels = splits.read_fold_labels(val)
+    val_rows = np.arange(len(val), dtype=np.int64)
+    data = TrainingData(
+        source=JoinedSource(train, val),
+        train_indices=np.arange(len(train), dtype=np.int64),
+        val_indices=val_rows + len(train),
+        val_labels=val_labels,
+        val_songs=splits.song_ids(val, val_rows),
+        label_names=tuple(dataset.label_names),
+        stem=stem,
+        mel_mean=mean,
+        mel_std=std,
+        seed=recipe.seed,
+        batch_size=recipe.batch_size,
+        record=record,
+        held_out="validation split",
     )
     _ = data.steps_per_epoch  # a batch larger than the training set fails here, naming the flag
     return data
