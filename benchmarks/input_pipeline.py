@@ -75,8 +75,8 @@ class TiledDataset:
     def __init__(self, opened: Any, n: int):
         self.opened, self.n = opened, n
 
-    def source(self, split: str = "train") -> TiledSource:
-        return TiledSource(self.opened.source(split), self.n)
+    def source(self, split: str = "train", stem: str | None = None) -> TiledSource:
+        return TiledSource(self.opened.source(split, stem=stem), self.n)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.opened, name)
@@ -232,7 +232,7 @@ def backend_rows(payload: dict[str, Any]) -> list[dict[str, Any]]:
         ensure_dataset(Path(payload["data_dir"]), payload["config"])
     opened = open_dataset(payload["data_dir"], payload["config"])
     source, tiled = (
-        TiledSource(opened.source("train"), cfg["clips"]),
+        TiledSource(opened.source("train", stem=opened.stems[0]), cfg["clips"]),
         TiledDataset(opened, cfg["clips"]),
     )
     rows = []

@@ -30,16 +30,17 @@ TIMING = ("seconds",)  # report fields that measure the run, not the data
 
 
 def _records_in_order(root: Path, config: str, split: str = "train") -> list[dict]:
-    source = open_dataset(root, config).source(split)
+    source = open_dataset(root, config).source(split, stem="mix")
     return [source[i] for i in range(len(source))]
 
 
 def _assert_same_in_order(a: list[dict], b: list[dict]) -> None:
     assert len(a) == len(b) > 0
     for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
-        assert sorted(ra) == sorted(rb) == ["clip_index", "fold", "label", "mel", "song_id"]
+        fields = ["clip_index", "fold", "label", "mel", "mix_dbfs", "song_id"]
+        assert sorted(ra) == sorted(rb) == fields
         assert np.asarray(ra["mel"]).tobytes() == np.asarray(rb["mel"]).tobytes(), i
-        for field in ("label", "song_id", "clip_index", "fold"):
+        for field in ("label", "song_id", "clip_index", "fold", "mix_dbfs"):
             assert ra[field] == rb[field], (i, field)
 
 

@@ -73,7 +73,10 @@ def test_run_directory_outputs(full_run, tiny):
     assert info["run"]["versions"]["jax"] == jax.__version__
     assert "commit" in info["run"]["git"] and info["run"]["steps_per_epoch"] == tiny["steps"]
     # The dataset's description travels with the run (ensembles need no dataset to read it).
-    record = dataset_record(open_dataset(tiny["data_dir"], tiny["config"]))
+    dataset = open_dataset(tiny["data_dir"], tiny["config"])
+    # The tiny corpus is built without a separator: its one stem is the mix, and training takes it.
+    assert dataset.stems == ("mix",) and info["recipe"]["stem"] == "mix"
+    record = dataset_record(dataset, "mix")
     assert info["run"][DATASET_KEY] == json.loads(json.dumps(record))
     assert record["label_names"] and record["feature_params"] and record["separator"] == "none"
     resolved = Recipe.from_json((workdir / "recipe.json").read_text())
@@ -252,7 +255,7 @@ def test_training_data_uses_the_fold_split_and_dataset_statistics(tiny):
     assert tiny["fold"] not in set(folds[data.train_indices])
     assert data.val_labels.tolist() == labels[data.val_indices].tolist()
     assert data.steps_per_epoch == tiny["steps"] and data.num_classes == 3
-    assert data.mel_mean == dataset.metadata["mel_mean"]
+    assert data.stem == "mix" and data.mel_mean == dataset.metadata["mel_stats"]["mix"]["mean"]
     order = data.epoch_order(1)
     assert sorted(order.tolist()) == data.train_indices.tolist()
     assert not np.array_equal(order, data.epoch_order(0))

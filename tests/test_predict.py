@@ -188,7 +188,7 @@ def test_songs_are_separated_with_the_members_separator_and_their_stem_is_used(
     shutil.copytree(ensemble_runs.trained_member("jax", 0), run)
     info = json.loads((run / "recipe.json").read_text())
     info["run"][DATASET_KEY] = {
-        **dataset_record(open_dataset(ensemble_runs.data_dir(), "synthetic_small")),
+        **dataset_record(open_dataset(ensemble_runs.data_dir(), "synthetic_small"), "mix"),
         "separator": _StemSwapper.name,
         "stem": "vocals",
     }

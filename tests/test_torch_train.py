@@ -73,7 +73,10 @@ def test_run_directory_outputs(full_run, tiny):
     assert info["run"]["versions"]["torch"] == torch.__version__.split("+")[0]
     assert "commit" in info["run"]["git"]
     # The dataset's description travels with the run (ensembles need no dataset to read it).
-    record = dataset_record(open_dataset(tiny["data_dir"], tiny["config"]))
+    dataset = open_dataset(tiny["data_dir"], tiny["config"])
+    # The tiny corpus is built without a separator: its one stem is the mix, and training takes it.
+    assert dataset.stems == ("mix",) and info["recipe"]["stem"] == "mix"
+    record = dataset_record(dataset, "mix")
     assert info["run"][DATASET_KEY] == json.loads(json.dumps(record))
     assert record["label_names"] and record["feature_params"] and record["separator"] == "none"
     resolved = Recipe.from_json((workdir / "recipe.json").read_text())

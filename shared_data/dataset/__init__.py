@@ -1,7 +1,8 @@
 """The ``vocal_mels`` dataset: songs -> separated stem -> 3-s log-mel clips, as TFDS array_record.
 
-``builder`` (the TFDS builder), ``configs`` (its configs and constants), ``walk`` and ``inputs``
-(the songs a build reads: folders with their links, csv manifests, the synthetic corpus),
+``builder`` (the TFDS builder), ``configs`` (its configs and constants), ``walk``, ``inputs``
+and ``listing`` (the songs a build reads: folders with their links, csv manifests, the synthetic
+corpus, GTZAN),
 ``songs`` (per-song processing and the mel statistics), ``stage`` (one song's expensive work,
 shared by the single-process build and the Beam workers), ``beam_stage`` (that work on Apache
 Beam, the optional ``--workers``/``--beam_pipeline_options`` path), ``presence`` (the stem's level

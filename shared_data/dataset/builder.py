@@ -74,6 +74,7 @@ from shared_data.dataset.folds import (
     validate_k,
     validate_method,
 )
+from shared_data.dataset.listing import list_inputs
 from shared_data.dataset.opened import OpenedDataset, build_command, dataset_dir, open_dataset
 from shared_data.dataset.records import store_uncompressed
 from shared_data.dataset.report import (
@@ -406,7 +407,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
                 f"config {config.name!r} needs audio: pass --input=PATH, or put the files in "
                 f"TFDS's manual_dir {root} ({self.MANUAL_DOWNLOAD_INSTRUCTIONS})"
             )
-        items, labels = inputs_lib.list_inputs(config, root)
+        items, labels = list_inputs(config, root)
         if self._split == "fault_filtered":
             self._partition = split_source.partition(items, gtzan.fault_filtered_lists())
             items = self._partition.items

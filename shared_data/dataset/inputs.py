@@ -25,7 +25,6 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -245,36 +244,3 @@ def read_song(
         item.song_id,
         lambda: load_audio(file, min_seconds=min_s, pad_to_seconds=clip_s),
     )
-
-
-def list_inputs(config: Any, root: Path | None) -> tuple[list[SongInput], list[str]]:
-    """The songs of a ``VocalMelsConfig``: the synthetic corpus, or the folder/csv/gtzan input at
-    ``root``.
-
-    Returns:
-        ``(items, label names sorted)``; the labels are those listed, before any song is read.
-
-    Raises:
-        DataError: unknown synthetic genres, or what :func:`folder_inputs`/:func:`csv_inputs`
-            raise.
-    """
-    if config.source == "synthetic":
-        from shared_data.corpus.synthetic import GENRES
-
-        genres = tuple(config.genres) if config.genres is not None else tuple(GENRES)
-        unknown = sorted((set(genres) | set(config.instrumental_genres)) - set(GENRES))
-        if unknown:
-            raise DataError(f"config {config.name!r}: unknown genres {unknown}; use {GENRES}")
-        items = synthetic_inputs(
-            genres, config.songs_per_genre, instrumental=config.instrumental_genres,
-            instrumental_every=config.instrumental_every,
-        )  # fmt: skip
-        return items, sorted(genres)
-    assert root is not None
-    if config.source == "folder":
-        return folder_inputs(root)
-    if config.source == "gtzan":
-        from shared_data.dataset.gtzan import gtzan_inputs  # it builds on folder_inputs
-
-        return gtzan_inputs(root)
-    return csv_inputs(root)
