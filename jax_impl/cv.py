@@ -1,31 +1,63 @@
 """K-fold cross-validation in JAX: ``python -m jax_impl.cv --model=NAME --folds=5``.
 
-The mirror of ``torch_ref.cv``; the fold loop, ``<root>/cv.json`` and the statistics are
-``shared_data.training.cross_validation``'s. Every fold is trained as ``jax_impl.train --fold=k``
-would, in ``<root>/fold<k>`` (``<root>``: ``--workdir`` or ``runs/jax/<model>``); an interrupted CV
-run continues where it stopped. The summary is printed as a table and as one line of JSON.
+The mirror of ``torch_ref.cv``; the command is :mod:`shared_data.training.cv_cli`'s, the fold loop,
+``<root>/cv.json`` and the statistics :mod:`shared_data.training.cross_validation`'s. Every fold is
+trained as ``jax_impl.train --fold=k`` would, in ``<root>/fold<k>`` (``<root>``: ``--workdir`` or
+``runs/jax/<model>``); an interrupted CV run continues where it stopped. The summary is printed as a
+table and as one line of JSON. ``--stems=vocals,accompaniment,mix`` trains every (stem, fold) and
+writes the stem study's table (``<root>/stems.md``, ``.json``, ``.png``;
+:mod:`shared_data.training.stem_study`).
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from shared_data.cli import run_main
 from shared_data.training import cross_validation as cv_folds
-from shared_data.training import stem_study
+from shared_data.training.cv_cli import CvBackend, run_cv_cli
 from shared_data.training.recipe import Recipe
-from shared_data.training.recipe_flags import recipe_from_args
 
 BACKEND = "jax"
 
 
 def _is_main() -> bool:
-    """True on JAX process 0 (the others train their shards but do not report)."""
-    import jax
+    from jax_impl.runtime import is_main_process
 
-    return jax.process_index() == 0
+    return is_main_process()
+
+
+def _train(recipe: Recipe, hooks: Sequence[Any], args: argparse.Namespace) -> dict[str, Any]:
+    from jax_impl.train import train_and_evaluate
+
+    return train_and_evaluate(recipe, recipe.workdir, hooks=hooks)
+
+
+def _setup(args: argparse.Namespace) -> None:
+    """Join the other JAX processes (multi-host flags) and quiet orbax's per-save info lines."""
+    from absl import logging as absl_logging
+
+    from jax_impl.train import initialize_distributed
+
+    initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def _load_ensemble(*args: Any, **kwargs: Any) -> Any:
+    from jax_impl.ensemble import load_ensemble
+
+    return load_ensemble(*args, **kwargs)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from jax_impl.train import build_parser
+
+    return build_parser()
+
+
+CV_BACKEND = CvBackend(BACKEND, _build_parser, _train, _load_ensemble, _is_main, _setup)
 
 
 def run_cv(
@@ -49,37 +81,11 @@ def run_cv(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the recipe flags (plus the multi-host ones), run every fold, print the summary."""
-    from jax_impl.train import build_parser, initialize_distributed
-
-    parser = build_parser()
-    parser.prog = "python -m jax_impl.cv"
-    parser.description = "K-fold cross-validation of one model in JAX: every fold, mean and std."
-    stem_study.add_stems_flag(parser)
-    args = parser.parse_args(argv)
-    recipe = recipe_from_args(args)
-    initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's per-save info lines
-    from shared_data.training.train_cli import cli_hooks
-
-    hooks = cli_hooks(args, is_main=_is_main())
-    if args.stems:
-        from jax_impl.ensemble import load_ensemble
-        from jax_impl.train import train_and_evaluate
-
-        stem_study.run_and_report(
-            recipe, BACKEND, args.stems, lambda r: train_and_evaluate(r, r.workdir, hooks=hooks),
-            load_ensemble, is_main=_is_main(),
-        )  # fmt: skip
-        return 0
-    summary = run_cv(recipe, hooks=hooks)
-    if _is_main():
-        print(cv_folds.format_summary(summary))
-        print(f"summary: {cv_folds.cv_root(recipe, BACKEND) / cv_folds.CV_FILE}")
-        print(json.dumps(summary))
-    return 0
+    """The CLI (see the module docstring)."""
+    return run_cv_cli(
+        CV_BACKEND, argv, "python -m jax_impl.cv",
+        "K-fold cross-validation of one model in JAX: every fold, mean and std.",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

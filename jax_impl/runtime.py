@@ -18,7 +18,6 @@ import jax.numpy as jnp
 
 from shared_data.errors import DataError, UserError
 
-SYNTHETIC_CONFIGS = ("synthetic", "synthetic_small", "synthetic_instrumental")
 #: Where compiled programs are kept between runs, unless ``$VOCALGENRE_JAX_CACHE`` or the
 #: training CLI's ``--jax_cache`` says otherwise (``off`` turns the cache off).
 CACHE_ENV = "VOCALGENRE_JAX_CACHE"
@@ -119,6 +118,7 @@ def open_or_build_dataset(recipe: Any, *, log=log) -> Any:
     the others wait for it.
     """
     from shared_data.dataset.builder import build_command, build_dataset, open_dataset
+    from shared_data.dataset.configs import SYNTHETIC_CONFIGS
 
     try:
         return open_dataset(recipe.data_dir, recipe.dataset)

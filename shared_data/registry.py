@@ -1,12 +1,13 @@
 """Name -> object tables that refuse duplicates, filled by plug-ins the project never names.
 
-Three registries use it: the model zoo of each backend (``jax_impl.models``, ``torch_ref.models``),
-the separators (:mod:`shared_data.separation.registry`) and the ensemble member loaders
-(:mod:`shared_data.ensemble.loaders`). A registry may name a Python entry-point group: on a miss
-(or when listing) it imports every module of that group, each of which registers its entries at
-import time. That is how the backends plug into ``shared_data`` without ``shared_data`` naming
+Four registries use it: the model zoo of each backend (``jax_impl.models``, ``torch_ref.models``),
+the separators by name (:mod:`shared_data.separation.registry`), the implementations of the
+Spleeter U-Net per framework (:mod:`shared_data.separation.spleeter`) and the ensemble member
+loaders (:mod:`shared_data.ensemble.loaders`). A registry may name a Python entry-point group: on
+a miss (or when listing) it imports every module of that group, each of which registers its entries
+at import time. That is how the backends plug into ``shared_data`` without ``shared_data`` naming
 them: ``pyproject.toml`` lists ``jax_impl.spleeter`` and ``torch_ref.spleeter`` under
-``vocalgenre.separators``, for example. A plug-in that fails to import (its framework is not
+``vocalgenre.spleeter_backends``, for example. A plug-in that fails to import (its framework is not
 installed) leaves the rest usable, and a lookup that then misses reports the import error.
 """
 

@@ -20,12 +20,12 @@ from shared_data.dataset.builder import (
     UNLABELLED,
     VocalMelsConfig,
     build_dataset,
-    default_data_dir,
     open_dataset,
 )
 from shared_data.dataset.features import FeatureParams, song_to_mels
 from shared_data.dataset.folds import stratified_folds
 from shared_data.errors import DataError
+from shared_data.paths import default_data_dir
 from shared_data.separation import registry as separation
 from tests.support.builder_inputs import (
     TONE_SR,

@@ -229,4 +229,4 @@ def test_training_validates_on_the_validation_split_and_evaluate_scores_test(
     report = json.loads((out / "report.json").read_text())
     assert (report["split"], report["fold"], report["num_clips"]) == ("test", None, 12)
     assert report["num_songs"] == 3
-    assert "split test, all folds: 12 clips, 3 songs" in capsys.readouterr().out
+    assert "split test, all clips: 12 clips, 3 songs" in capsys.readouterr().out

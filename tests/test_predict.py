@@ -7,6 +7,8 @@ a too-short file.
 
 from __future__ import annotations
 
+import errno
+
 import csv
 import json
 import shutil
@@ -72,6 +74,8 @@ def test_predict_prints_the_top3_and_names_the_songs_it_cannot_decode(
     argv = [f"--members={members}", *map(str, songs.values()), "--clips", f"--csv={out_csv}"]
     assert jax_predict.main(argv) == 1
     out, err = capsys.readouterr()
+    # The members learnt the synthetic corpus: said once, before the songs.
+    assert err.count("trained on the synthetic corpus synthetic_small") == 1
     assert f"{songs['broken']}: not an audio file" in err
     assert f"{songs['short']}: too short" in err
     assert "2 of 4 songs could not be predicted" in err
@@ -95,6 +99,21 @@ def test_the_torch_cli_writes_the_same_submission(members, songs, tmp_path, caps
     files = [str(songs["blues"]), str(songs["metal"])]
     assert torch_predict.main([f"--members={members}", *files, f"--csv={tmp_path / 't.csv'}"]) == 0
     assert _read_csv(tmp_path / "t.csv")[1:] == [["blues_song", "blues"], ["metal_song", "metal"]]
+
+
+def test_a_failed_csv_write_keeps_the_printed_predictions(
+    members, songs, tmp_path, capsys, monkeypatch
+):
+    def full_disk(path, rows):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(predict_songs, "write_csv", full_disk)
+    out_csv = tmp_path / "s.csv"
+    assert jax_predict.main([f"--members={members}", str(songs["blues"]), f"--csv={out_csv}"]) == 1
+    out, err = capsys.readouterr()
+    assert "blues_song" in out and "blues" in out  # the table was printed first
+    assert f"no space left on the device while writing under --csv={out_csv}" in err
+    assert "the predictions above were printed but no CSV was written" in err
 
 
 def test_submission_for_a_datasets_unlabelled_test_split(members, songs, tmp_path, capsys):

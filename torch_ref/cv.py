@@ -1,29 +1,53 @@
 """K-fold cross-validation, torch reference: ``python -m torch_ref.cv --model=NAME --folds=5``.
 
-The mirror of ``jax_impl.cv``; the fold loop, ``<root>/cv.json`` and the statistics are
-``shared_data.training.cross_validation``'s. Every fold is trained as ``torch_ref.train --fold=k``
-would, in ``<root>/fold<k>`` (``<root>``: ``--workdir`` or ``runs/torch/<model>``); an interrupted
-CV run continues where it stopped.
+The mirror of ``jax_impl.cv``; the command is :mod:`shared_data.training.cv_cli`'s, the fold loop,
+``<root>/cv.json`` and the statistics :mod:`shared_data.training.cross_validation`'s. Every fold is
+trained as ``torch_ref.train --fold=k`` would, in ``<root>/fold<k>`` (``<root>``: ``--workdir`` or
+``runs/torch/<model>``); an interrupted CV run continues where it stopped. The summary is printed as
+a table and as one line of JSON. ``--stems=vocals,accompaniment,mix`` trains every (stem, fold) and
+writes the stem study's table (``<root>/stems.md``, ``.json``, ``.png``;
+:mod:`shared_data.training.stem_study`).
 """
 
 from __future__ import annotations
 
-import os
+import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from shared_data.cli import run_main
 from shared_data.training import cross_validation as cv_folds
-from shared_data.training import stem_study
+from shared_data.training.cv_cli import CvBackend, run_cv_cli
 from shared_data.training.recipe import Recipe
-from shared_data.training.recipe_flags import recipe_from_args
 
 BACKEND = "torch"
 
 
 def _is_main() -> bool:
-    """True except on the non-zero ranks of a torchrun launch (they train but do not report)."""
-    return int(os.environ.get("RANK", "0")) == 0
+    from torch_ref.runtime import is_main_process
+
+    return is_main_process()
+
+
+def _train(recipe: Recipe, hooks: Sequence[Any], args: argparse.Namespace) -> dict[str, Any]:
+    from torch_ref.train import train_and_evaluate
+
+    return train_and_evaluate(recipe, recipe.workdir, hooks=hooks, compile_model=args.compile)
+
+
+def _load_ensemble(*args: Any, **kwargs: Any) -> Any:
+    from torch_ref.ensemble import load_ensemble
+
+    return load_ensemble(*args, **kwargs)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from torch_ref.train import build_parser
+
+    return build_parser()
+
+
+CV_BACKEND = CvBackend(BACKEND, _build_parser, _train, _load_ensemble, _is_main)
 
 
 def run_cv(
@@ -48,33 +72,11 @@ def run_cv(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the recipe flags, run every fold, print the table and the summary's path."""
-    from shared_data.training.train_cli import cli_hooks
-    from torch_ref.train import build_parser
-
-    parser = build_parser()
-    parser.prog = "python -m torch_ref.cv"
-    parser.description = "K-fold cross-validation of one model with the PyTorch reference backend."
-    stem_study.add_stems_flag(parser)
-    args = parser.parse_args(argv)
-    recipe = recipe_from_args(args)
-    hooks = cli_hooks(args, is_main=_is_main())
-    if args.stems:
-        from torch_ref.ensemble import load_ensemble
-        from torch_ref.train import train_and_evaluate
-
-        def train_run(r: Recipe) -> dict[str, Any]:
-            return train_and_evaluate(r, r.workdir, hooks=hooks, compile_model=args.compile)
-
-        stem_study.run_and_report(
-            recipe, BACKEND, args.stems, train_run, load_ensemble, is_main=_is_main()
-        )
-        return 0
-    summary = run_cv(recipe, hooks=hooks, compile_model=args.compile)
-    if _is_main():
-        print(cv_folds.format_summary(summary))
-        print(f"summary: {cv_folds.cv_root(recipe, BACKEND) / cv_folds.CV_FILE}")
-    return 0
+    """The CLI (see the module docstring)."""
+    return run_cv_cli(
+        CV_BACKEND, argv, "python -m torch_ref.cv",
+        "K-fold cross-validation of one model with the PyTorch reference backend.",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

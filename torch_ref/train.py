@@ -59,7 +59,14 @@ from torch_ref import train_step as ts
 from torch_ref.checkpoint import Checkpoints, meta_of, position_of, rng_state, set_rng_state
 from torch_ref.data import eval_batches, train_batches
 from torch_ref.models import create_model
-from torch_ref.runtime import Runtime, all_reduce, gather_logits, log, setup_runtime
+from torch_ref.runtime import (
+    Runtime,
+    all_reduce,
+    gather_logits,
+    is_main_process,
+    log,
+    setup_runtime,
+)
 from torch_ref.schedule import make_schedule, step_scheduler
 
 BACKEND = "torch"
@@ -364,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     from shared_data.training.recipe_flags import recipe_from_args
 
     args = build_parser().parse_args(argv)
-    rt_main = int(os.environ.get("RANK", "0")) == 0
+    rt_main = is_main_process()
     try:
         with os_errors_as_user_errors():
             summary = train_and_evaluate(

@@ -36,10 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     from shared_data.dataset.configs import (
         CONFIG_NAMES,
         DEFAULT_SEPARATOR,
-        default_data_dir,
     )
     from shared_data.dataset.split_source import SPLIT_SOURCES
-    from shared_data.separation.registry import BACKENDS, PRECISIONS, STEM_CHOICES
+    from shared_data.paths import DATA_DIR_RULE, default_data_dir
+    from shared_data.separation.registry import PRECISIONS, SEPARATION_BACKENDS, STEM_CHOICES
 
     p = argparse.ArgumentParser(
         prog="python -m shared_data.build",
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data_dir",
         default=str(default_data_dir()),
-        help="dataset root: $VOCALGENRE_DATA_DIR or ~/vocalgenre_data (here %(default)s)",
+        help=f"dataset root: {DATA_DIR_RULE} (here %(default)s)",
     )
     p.add_argument(
         "--separator", default=DEFAULT_SEPARATOR, help="none|spleeter (default %(default)s)"
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=BACKENDS,
+        choices=SEPARATION_BACKENDS,
         help="separator backend; auto: the fastest measured path here (default %(default)s)",
     )
     p.add_argument(

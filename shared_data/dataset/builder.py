@@ -63,7 +63,6 @@ from shared_data.dataset.configs import (
     UNLABELLED,
     VocalMelsConfig,
     config_for,
-    default_data_dir,
     json_normal,
     record_features,
 )
@@ -89,6 +88,7 @@ from shared_data.dataset.songs import Song, SongSettings, entry_clips, process_s
 from shared_data.dataset.stage import StageSpec, clip_fields, featurise_song, require_beam
 from shared_data.dataset.stems import parse_stems, resolve_stems
 from shared_data.errors import DataError
+from shared_data.paths import default_data_dir
 from shared_data.separation.registry import get_separator
 
 # The public names other code imports from here, wherever they are defined now.
@@ -96,7 +96,7 @@ __all__ = [
     "CONFIGS", "CONFIG_NAMES", "DATASET_VERSION", "DEFAULT_SEPARATOR", "DEFAULT_STEM",
     "METADATA_FORMAT", "METADATA_KEYS", "NAME", "REPORT_NAME", "SEPARATION_SR", "SOURCES",
     "UNLABELLED", "OpenedDataset", "VocalMels", "VocalMelsConfig", "build_command",
-    "build_dataset", "dataset_dir", "default_data_dir", "open_dataset",
+    "build_dataset", "dataset_dir", "open_dataset",
 ]  # fmt: skip
 
 

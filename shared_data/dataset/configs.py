@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,11 +85,6 @@ METADATA_KEYS = (
     "settings",
 )
 SOURCES = ("synthetic", "folder", "csv", "gtzan")
-
-
-def default_data_dir() -> Path:
-    """``$VOCALGENRE_DATA_DIR`` if set, else ``~/vocalgenre_data``."""
-    return Path(os.environ.get("VOCALGENRE_DATA_DIR") or "~/vocalgenre_data").expanduser()
 
 
 @dataclasses.dataclass(eq=False)
@@ -194,6 +187,8 @@ CONFIGS: tuple[VocalMelsConfig, ...] = (
     ),
 )
 CONFIG_NAMES: tuple[str, ...] = tuple(c.name for c in CONFIGS)
+#: The configs generated in-process (no input files): built on demand, meaningless for real music.
+SYNTHETIC_CONFIGS: tuple[str, ...] = tuple(c.name for c in CONFIGS if c.source == "synthetic")
 
 
 def config_for(config: str | VocalMelsConfig) -> VocalMelsConfig:

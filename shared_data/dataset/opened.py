@@ -17,10 +17,10 @@ from shared_data.dataset.configs import (
     NAME,
     OLDER_VERSIONS,
     REPORT_NAME,
-    default_data_dir,
 )
 from shared_data.dataset.records import RecordSource
 from shared_data.errors import DataError
+from shared_data.paths import default_data_dir
 
 
 def dataset_dir(data_dir: str | os.PathLike[str], config: str) -> Path:

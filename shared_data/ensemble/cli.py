@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from shared_data.destinations import check_dir_destination, write_failure
 from shared_data.ensemble import evaluation as ev
 from shared_data.ensemble.core import SONG_RULES
 from shared_data.ensemble.members import MemberError, parse_members_flag
 from shared_data.ensemble.report import format_table
+from shared_data.errors import DataError
 
 __all__ = [
     "accuracy_table",
@@ -186,7 +188,7 @@ def load_from_args(load_ensemble: Any, args: argparse.Namespace) -> list[ev.Pred
 
 def _print_accuracy(summary: Mapping[str, Any]) -> None:
     """The heading (dataset, split, fold, counts) and :func:`accuracy_table`."""
-    fold = "all folds" if summary["fold"] is None else f"fold {summary['fold']}"
+    fold = _fold_words(summary)
     print(
         f"{summary['dataset']} split {summary['split']}, {fold}: {summary['num_clips']} clips, "
         f"{summary['num_songs']} songs"
@@ -243,7 +245,7 @@ def write_evaluation(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = summary["ensemble"]["label_names"]
-    fold = "all folds" if summary["fold"] is None else f"fold {summary['fold']}"
+    fold = _fold_words(summary)
     paths = {}
     for level in ("clip", "song"):
         acc = summary["ensemble"][level]["accuracy"]
@@ -274,15 +276,30 @@ def write_evaluation(
     return paths
 
 
+def _fold_words(summary: Mapping[str, Any]) -> str:
+    """The clips a heading speaks of: one held-out fold, every fold of the K-fold split (train),
+    or every clip of a split of its own (a fixed validation or test split)."""
+    if summary["fold"] is not None:
+        return f"fold {summary['fold']}"
+    return "all folds" if summary["split"] == "train" else "all clips"
+
+
 def run_evaluate(load_ensemble: Any, argv: list[str] | None, prog: str) -> int:
     """The whole ``evaluate`` CLI, given a backend's ``load_ensemble``."""
     from shared_data.ensemble.report import format_metrics_table
 
     args = build_evaluate_parser(prog).parse_args(argv)
+    check_dir_destination(args.out, "--out")  # before the members are loaded and run
     summary, result, clips = evaluate_members(load_from_args(load_ensemble, args), args)
-    paths = write_evaluation(args.out, summary, result, clips)
     _print_accuracy(summary)
     print(f"\nper class (song level, rule {summary['ensemble']['song_rule']}):")
     print(format_metrics_table(summary["ensemble"]["song"]))
+    try:
+        paths = write_evaluation(args.out, summary, result, clips)
+    except OSError as err:  # the tables above are the results; say what was not saved
+        raise DataError(
+            f"{write_failure(err, '--out', args.out)}; the accuracy above was printed but the "
+            "report, confusion matrices and predictions were not saved"
+        ) from err
     print(f"\nreport: {paths['report']}")
     return 0

@@ -28,11 +28,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shared_data.backends import TRAINING_BACKENDS
 from shared_data.dataset.features import FeatureParams
 from shared_data.errors import DataError
 
 __all__ = [
-    "BACKENDS",
     "DATASET_KEY",
     "MemberError",
     "MemberInfo",
@@ -43,7 +43,6 @@ __all__ = [
     "read_members",
 ]
 
-BACKENDS: tuple[str, ...] = ("jax", "torch")
 RECIPE_FILE = (
     "recipe.json"  # shared_data.training.runinfo.RECIPE_FILE; repeated to keep this import-light
 )
@@ -165,9 +164,10 @@ def read_member(run_dir: str | os.PathLike[str]) -> MemberInfo:
             f"{path / RECIPE_FILE} holds no recipe; was it written by a training run?"
         )
     backend = run.get("backend")
-    if backend not in BACKENDS:
+    if backend not in TRAINING_BACKENDS:
         raise MemberError(
-            f"{path / RECIPE_FILE}: unknown backend {backend!r} (expected one of {BACKENDS})"
+            f"{path / RECIPE_FILE}: unknown backend {backend!r} "
+            f"(expected one of {TRAINING_BACKENDS})"
         )
     data = _dataset_of(path, recipe, run)
     try:

@@ -31,6 +31,7 @@ import numpy as np
 from shared_data.audio.decode import load_audio
 from shared_data.dataset import presence
 from shared_data.dataset.features import song_to_mels
+from shared_data.destinations import check_file_destination, write_failure
 from shared_data.ensemble import core, fusion
 from shared_data.ensemble import evaluation as ev
 from shared_data.ensemble.cli import load_from_args
@@ -50,6 +51,7 @@ __all__ = [
     "predict_split",
     "run_predict",
     "top_k_table",
+    "warn_synthetic_members",
     "write_csv",
 ]
 
@@ -258,6 +260,37 @@ def build_predict_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+def warn_synthetic_members(predictors: Sequence[ev.Predictor]) -> bool:
+    """Warns once on stderr when a member was trained on a synthetic corpus (generated tones,
+    whose genre labels mean nothing for real audio); returns whether it warned."""
+    from shared_data.dataset.configs import SYNTHETIC_CONFIGS
+
+    synthetic = sorted({p.info.dataset for p in predictors if p.info.dataset in SYNTHETIC_CONFIGS})
+    if synthetic:
+        print(
+            f"warning: the members were trained on the synthetic corpus {', '.join(synthetic)} "
+            "(generated tones and noise, not music): their genres say nothing about real "
+            "songs; train on your own music (README, 'Data layouts accepted') to predict it",
+            file=sys.stderr,
+        )
+    return bool(synthetic)
+
+
+def _wrote_csv(path: str, rows: Sequence[tuple[str, str]], n_songs: int) -> bool:
+    """Writes the submission; a failed write is reported (the table above keeps the results)."""
+    try:
+        written = write_csv(path, rows)
+    except OSError as err:
+        print(
+            f"error: {write_failure(err, '--csv', path)}; the predictions above were printed "
+            "but no CSV was written",
+            file=sys.stderr,
+        )
+        return False
+    print(f"\nwrote {written} ({n_songs} songs)")
+    return True
+
+
 def run_predict(
     load_ensemble: Callable[..., list[ev.Predictor]],
     backend: str,
@@ -272,8 +305,12 @@ def run_predict(
             "give either audio files (SONG ...) or --dataset=NAME (to predict its --split), not "
             f"{'both' if args.songs else 'neither'}"
         )
+    if args.csv:
+        check_file_destination(args.csv, "--csv")  # before any member is loaded or song read
     predictors = load_from_args(load_ensemble, args)
     info = predictors[0].info
+    if args.songs:
+        warn_synthetic_members(predictors)
     names = info.label_names
     failures: list[SongFailure] = []
     predictions: list[SongPrediction] = []
@@ -299,9 +336,9 @@ def run_predict(
         for p in predictions:
             print(f"\n{p.song_id} ({p.source}):")
             print(clips_table(p, names, seconds))
-    if args.csv:
-        path = write_csv(args.csv, csv_rows(predictions, names, level=args.csv_level))
-        print(f"\nwrote {path} ({len(predictions)} songs)")
+    rows = csv_rows(predictions, names, level=args.csv_level) if args.csv else []
+    if args.csv and not _wrote_csv(args.csv, rows, len(predictions)):
+        return 1
     if failures:
         listing = ", ".join(f.path for f in failures)
         print(

@@ -30,9 +30,9 @@ import dataclasses
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from shared_data.backends import SEPARATION_BACKENDS
 from shared_data.errors import DataError
 
-BACKENDS = ("auto", "jax", "torch")
 PRECISIONS = ("auto", "fp32", "bf16")
 #: The CPU flags (as Linux's ``/proc/cpuinfo`` names them) of bf16 matrix units, best first.
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -82,11 +82,12 @@ def bf16_unit(flags: Collection[str]) -> str | None:
 
 def check_choices(backend: str, precision: str) -> None:
     """Raises:
-    DataError: ``backend`` not in :data:`BACKENDS` or ``precision`` not in :data:`PRECISIONS`.
+    DataError: ``backend`` not in :data:`~shared_data.backends.SEPARATION_BACKENDS` or
+        ``precision`` not in :data:`PRECISIONS`.
     """
-    if backend not in BACKENDS:
+    if backend not in SEPARATION_BACKENDS:
         raise DataError(
-            f"unknown backend {backend!r}; choose one of --backend={'|'.join(BACKENDS)}"
+            f"unknown backend {backend!r}; choose one of --backend={'|'.join(SEPARATION_BACKENDS)}"
         )
     if precision not in PRECISIONS:
         raise DataError(

@@ -1,12 +1,12 @@
 """The separator interface: a batch of stereo 44.1 kHz songs -> named stems per song.
 
 A separator is any object satisfying :class:`Separator`. Separators are registered by name with a
-factory ``factory(backend: str, precision: str) -> Separator`` (``backend`` in :data:`BACKENDS`,
-``precision`` in :data:`PRECISIONS`), so a heavy one (the Spleeter U-Net) loads its framework and
-weights only when asked for. A factory that takes no ``precision`` (``factory(backend)``, as
-plug-ins written before precisions existed do) is built at its one precision, and asking it for
-``bf16`` is refused. Every separator returns the input under ``"mix"`` as
-well as its own stems, so ``--stem=mix`` works with any of them.
+factory ``factory(backend: str, precision: str) -> Separator`` (``backend`` in
+:data:`SEPARATION_BACKENDS`, ``precision`` in :data:`PRECISIONS`), so a heavy one (the Spleeter
+U-Net) loads its framework and weights only when asked for. A factory that takes no ``precision``
+(``factory(backend)``, as plug-ins written before precisions existed do) is built at its one
+precision, and asking it for ``bf16`` is refused. Every separator returns the input under
+``"mix"`` as well as its own stems, so ``--stem=mix`` works with any of them.
 
 Plug-ins: :data:`SEPARATORS` is a :class:`shared_data.registry.Registry`. Before a name is looked
 up it imports :data:`PLUGIN_MODULES` (the project's own, e.g. ``shared_data.separation.spleeter``)
@@ -31,10 +31,10 @@ import numpy as np
 
 from shared_data.errors import DataError
 from shared_data.registry import Registry
-from shared_data.separation.choice import BACKENDS, PRECISIONS, check_choices
+from shared_data.separation.choice import PRECISIONS, SEPARATION_BACKENDS, check_choices
 
 __all__ = [
-    "BACKENDS",
+    "SEPARATION_BACKENDS",
     "PLUGIN_MODULES",
     "PRECISIONS",
     "SEPARATORS",
@@ -98,8 +98,8 @@ def available_separators() -> tuple[str, ...]:
 
 
 def get_separator(name: str, backend: str = "auto", precision: str = "auto") -> Separator:
-    """Build the separator ``name`` for ``backend`` (one of :data:`BACKENDS`) and ``precision``
-    (one of :data:`PRECISIONS`).
+    """Build the separator ``name`` for ``backend`` (one of :data:`SEPARATION_BACKENDS`) and
+    ``precision`` (one of :data:`PRECISIONS`).
 
     Raises:
         DataError: unknown separator, backend or precision (the message lists the valid choices

@@ -27,7 +27,7 @@ from shared_data.audio.decode import load_audio, write_wav
 from shared_data.cli import run_main
 from shared_data.errors import DataError
 from shared_data.separation.chunks import DEFAULT_PARAMS
-from shared_data.separation.registry import BACKENDS, PRECISIONS, describe_separator
+from shared_data.separation.registry import PRECISIONS, SEPARATION_BACKENDS, describe_separator
 from shared_data.separation.spleeter import make_spleeter
 
 OUTPUT_STEMS = ("vocals", "accompaniment")
@@ -43,7 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "songs", nargs="+", type=Path, help="audio files (wav, mp3, flac, ogg, ...)"
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="default: %(default)s")
+    parser.add_argument(
+        "--backend", choices=SEPARATION_BACKENDS, default="auto", help="default: %(default)s"
+    )
     parser.add_argument(
         "--separation_precision",
         "--separation-precision",

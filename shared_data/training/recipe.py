@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared_data.backends import TRAINING_BACKENDS
+from shared_data.paths import DATA_DIR_RULE, default_data_dir
 from shared_data.training.recipe_checks import (  # noqa: F401 (re-exported)
     _DEFAULT_LR,
     _DEFAULT_WEIGHT_DECAY,
     _SGD_REFERENCE_BATCH,
-    BACKENDS,
     MEMORY_EFFICIENT_MODELS,
     OPTIMIZERS,
     PRECISIONS,
@@ -83,7 +84,8 @@ class Recipe:
     dataset: str = field(
         default="synthetic",
         metadata=_help(
-            "builder config name of the dataset (synthetic, synthetic_small, folder, csv)"
+            "builder config name of the dataset (synthetic, synthetic_small, "
+            "synthetic_instrumental, folder, csv, gtzan)"
         ),
     )
     # None: vocals (the reference report's pipeline) when the dataset stores it, else the one
@@ -98,10 +100,7 @@ class Recipe:
     )
     data_dir: str | None = field(
         default=None,
-        metadata=_help(
-            "dataset directory; default shared_data.dataset.builder.default_data_dir() "
-            "($VOCALGENRE_DATA_DIR or ~/vocalgenre_data)"
-        ),
+        metadata=_help(f"dataset directory; default {DATA_DIR_RULE}"),
     )
     workdir: str | None = field(
         default=None,
@@ -296,11 +295,11 @@ class Recipe:
             accelerator: whether training runs on a GPU/TPU; resolves ``precision="auto"``
                 (bf16 there, fp32 on the CPU). ``None`` leaves ``auto`` as it is.
         """
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend not in TRAINING_BACKENDS:
+            raise ValueError(f"backend must be one of {TRAINING_BACKENDS}, got {backend!r}")
         changes: dict[str, Any] = {}
         if self.data_dir is None:
-            changes["data_dir"] = default_data_dir()
+            changes["data_dir"] = os.fspath(default_data_dir())
         if self.workdir is None:
             changes["workdir"] = default_workdir(backend, self.model, self.fold)
         lr = self.lr
@@ -344,19 +343,6 @@ class Recipe:
         if "recipe" in values and isinstance(values["recipe"], dict):
             values = values["recipe"]
         return cls.from_dict(values)
-
-
-def default_data_dir() -> str:
-    """``shared_data.dataset.builder.default_data_dir()`` when the builder exists, else its
-    documented rule.
-
-    Imported lazily: the builder pulls in TFDS, which the recipe's users must not pay for at import.
-    """
-    try:
-        from shared_data.dataset.builder import default_data_dir as builder_default
-    except ImportError:
-        return os.environ.get("VOCALGENRE_DATA_DIR") or str(Path.home() / "vocalgenre_data")
-    return str(builder_default())
 
 
 def default_num_workers(accelerator: bool, cores: int | None = None) -> int:

@@ -11,7 +11,6 @@ from typing import Any
 from shared_data.architecture.names import MODEL_NAMES, known_model_names
 from shared_data.errors import UserError
 
-BACKENDS: tuple[str, ...] = ("jax", "torch")
 #: Models whose factories take ``memory_efficient`` (rematerialised DenseNet bottlenecks).
 MEMORY_EFFICIENT_MODELS: tuple[str, ...] = ("densenet201",)
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")

@@ -173,7 +173,8 @@ def read_run_info(path: str | os.PathLike[str]) -> RunInfo:
     Raises:
         RunInfoError: naming the file and the offending field.
     """
-    from shared_data.training.recipe import BACKENDS, Recipe, RecipeError
+    from shared_data.backends import TRAINING_BACKENDS
+    from shared_data.training.recipe import Recipe, RecipeError
 
     path = Path(path)
     if path.is_dir():
@@ -197,8 +198,8 @@ def read_run_info(path: str | os.PathLike[str]) -> RunInfo:
     except (RecipeError, TypeError) as err:
         raise RunInfoError(f"{path}: recipe: {err}") from None
     run = info["run"]
-    if run.get("backend") not in BACKENDS:
-        raise _field_error(path, "run.backend", f"must be one of {BACKENDS} (got "
+    if run.get("backend") not in TRAINING_BACKENDS:
+        raise _field_error(path, "run.backend", f"must be one of {TRAINING_BACKENDS} (got "
                            f"{run.get('backend')!r})")  # fmt: skip
     if run.get("dataset") is not None:
         _check_dataset_record(path, run["dataset"])

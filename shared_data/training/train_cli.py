@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 from collections.abc import Iterator
 
+from shared_data.destinations import write_failure
 from shared_data.training.hooks import Hook, ProgressBar
 from shared_data.training.loop import TrainingError
 from shared_data.training.recipe_flags import add_recipe_flags
@@ -50,15 +50,4 @@ def os_errors_as_user_errors() -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        where = f" {err.filename}" if err.filename else ""
-        hint = {
-            errno.ENOSPC: "free disk space",
-            errno.EDQUOT: "free disk space",
-            errno.EACCES: "check the permissions",
-            errno.EPERM: "check the permissions",
-            errno.EROFS: "use a writable --workdir",
-        }.get(err.errno, "check the path")
-        raise TrainingError(
-            f"file operation failed on{where or ' the run directory'}: "
-            f"{err.strerror or err}; {hint} or pass another --workdir"
-        ) from err
+        raise TrainingError(write_failure(err, "--workdir")) from err
