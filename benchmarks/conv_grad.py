@@ -4,11 +4,11 @@ input gradient and kernel gradient, timed separately.
     python -m benchmarks.conv_grad [--batch_size=8] [--size=128] [--channels=64] [--repeats=3]
                                    [--out=FILE.json]
 
-The layer is the seed's full-resolution stage-1 convolution (stride 1, padding 1, NHWC/HWIO in
-JAX, NCHW in torch, fp32). Each part is its own compiled program (JAX) or autograd call (torch),
-timed after one warm-up call over ``--repeats`` calls with one synchronisation at the end. This
-is the profile behind ``BENCHMARKS.md``'s CPU reading: on XLA:CPU the kernel gradient costs about
-ten forward passes (the input gradient about one), where oneDNN's costs about one.
+The layer is the reference report's full-resolution stage-1 convolution (stride 1, padding 1,
+NHWC/HWIO in JAX, NCHW in torch, fp32). Each part is its own compiled program (JAX) or autograd
+call (torch), timed after one warm-up call over ``--repeats`` calls with one synchronisation at the
+end. This is the profile behind ``BENCHMARKS.md``'s CPU reading: on XLA:CPU the kernel gradient
+costs about ten forward passes (the input gradient about one), where oneDNN's costs about one.
 """
 
 from __future__ import annotations

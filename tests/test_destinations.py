@@ -18,6 +18,7 @@ from shared_data.destinations import check_dir_destination, check_file_destinati
 from shared_data.errors import DataError
 from torch_ref import cv as torch_cv
 
+
 @pytest.fixture
 def a_file(tmp_path):
     path = tmp_path / "plain.txt"

@@ -7,9 +7,8 @@ a too-short file.
 
 from __future__ import annotations
 
-import errno
-
 import csv
+import errno
 import json
 import shutil
 from pathlib import Path

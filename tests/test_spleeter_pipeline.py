@@ -256,5 +256,11 @@ def test_separate_cli_reports_clashes_and_missing_files(tmp_path):
         separate.main([str(tmp_path / "a" / "x.wav"), str(tmp_path / "b" / "x.wav"), "--out", out])
     with pytest.raises(DataError, match="no such file"):
         separate.main([str(tmp_path / "missing.mp3"), "--out", out])
-    with pytest.raises(DataError, match="--batch-patches"):
-        separate.main([str(tmp_path / "a" / "x.wav"), "--out", out, "--batch-patches", "0"])
+    with pytest.raises(DataError, match="--batch_patches"):
+        separate.main([str(tmp_path / "a" / "x.wav"), "--out", out, "--batch_patches", "0"])
+    # The old hyphenated spelling still works, with a one-line note.
+    with pytest.raises(DataError, match="--batch_patches must be at least 1"):
+        separate.main([str(tmp_path / "a" / "x.wav"), "--out", out, "--batch-patches=0"])
+    assert separate.note_old_spellings(["--batch-patches", "2", "--out=x"]) == [
+        "note: --batch-patches is deprecated; use --batch_patches"
+    ]

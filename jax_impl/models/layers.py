@@ -331,19 +331,6 @@ def avg_pool2d(
     )
 
 
-def max_pool2d(
-    x: jax.Array, kernel_size: int, stride: int | None = None, padding: int = 0
-) -> jax.Array:
-    """``torch.nn.MaxPool2d(kernel_size, stride, padding)`` on NHWC (padding counts as -inf)."""
-    stride = kernel_size if stride is None else stride
-    return nnx.max_pool(
-        x,
-        (kernel_size, kernel_size),
-        strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)),
-    )
-
-
 def check_image_input(x: jax.Array, in_chans: int, model_name: str) -> None:
     """Raise ``ModelError`` unless ``x`` is ``[B, H, W, in_chans]`` (NHWC).
 

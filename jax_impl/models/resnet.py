@@ -1,9 +1,10 @@
 """The ResNet family in Flax NNX: ResNet-18 and ResNeXt-50/101 as configurations of one class.
 
 Mirrors torchvision's ``ResNet`` (v1.5: the stride sits on the 3x3 conv of a Bottleneck) with the
-seed's stem (3x3 stride-1 pad-1 ``conv1`` over ``in_chans``; no max-pool). Attribute paths equal
-torchvision's state-dict keys (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0``,
-``fc``), so ``jax_impl.convert`` maps weights by rule. NHWC input ``[B, H, W, in_chans]``.
+reference report's stem (3x3 stride-1 pad-1 ``conv1`` over ``in_chans``; no max-pool). Attribute
+paths equal torchvision's state-dict keys (``conv1``, ``bn1``, ``layer1.0.conv1``,
+``layer1.0.downsample.0``, ``fc``), so ``jax_impl.convert`` maps weights by rule. NHWC input
+``[B, H, W, in_chans]``.
 """
 
 from __future__ import annotations

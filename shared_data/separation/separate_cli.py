@@ -1,7 +1,7 @@
 """Separate songs into vocals and accompaniment, like ``spleeter separate -p spleeter:2stems``.
 
     python -m shared_data.separate SONG... --out DIR [--backend auto|jax|torch]
-        [--separation_precision auto|fp32|bf16] [--batch-patches N]
+        [--separation_precision auto|fp32|bf16] [--batch_patches N]
 
 writes ``DIR/<song file name without extension>/vocals.wav`` and ``accompaniment.wav`` (16-bit
 PCM, 44.1 kHz stereo, the song's length). Songs are decoded with
@@ -11,7 +11,8 @@ pipeline's budget (``shared_data.separation.chunks``). Missing files and songs w
 collide are reported before any work starts; a file that cannot be decoded stops the run with an
 error naming it (the songs before it are already written). The separation path (backend and
 precision, each ``auto`` by default: the fastest measured one for this machine) is printed first,
-with the reason it was chosen.
+with the reason it was chosen. The hyphenated spellings of earlier releases (``--batch-patches``,
+``--separation-precision``) still work, with a one-line note to use the underscored flag.
 """
 
 from __future__ import annotations
@@ -31,6 +32,20 @@ from shared_data.separation.registry import PRECISIONS, SEPARATION_BACKENDS, des
 from shared_data.separation.spleeter import make_spleeter
 
 OUTPUT_STEMS = ("vocals", "accompaniment")
+#: Flags once spelled with hyphens: every other flag of the project is underscored.
+OLD_SPELLINGS = {
+    "--batch-patches": "--batch_patches",
+    "--separation-precision": "--separation_precision",
+}
+
+
+def note_old_spellings(argv: list[str]) -> list[str]:
+    """The deprecation notes (one line each, also printed on stderr) for old spellings in argv."""
+    used = {arg.split("=", 1)[0] for arg in argv} & set(OLD_SPELLINGS)
+    notes = [f"note: {old} is deprecated; use {OLD_SPELLINGS[old]}" for old in sorted(used)]
+    for note in notes:
+        print(note, file=sys.stderr)
+    return notes
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,12 +69,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the U-Nets' precision; auto: the fastest measured path here (default: %(default)s)",
     )
     parser.add_argument(
+        "--batch_patches",
         "--batch-patches",
         type=int,
         default=4,
         help="11.9-s patches per U-Net call; lower it if memory runs out (default: %(default)s)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    note_old_spellings(sys.argv[1:] if argv is None else argv)
+    return args
 
 
 def output_dirs(songs: list[Path], out: Path) -> list[Path]:
@@ -79,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     """Separate every song; returns 0."""
     args = parse_args(argv)
     if args.batch_patches < 1:
-        raise DataError(f"--batch-patches must be at least 1, got {args.batch_patches}")
+        raise DataError(f"--batch_patches must be at least 1, got {args.batch_patches}")
     targets = output_dirs(args.songs, args.out)
     missing = [str(s) for s in args.songs if not s.is_file()]
     if missing:

@@ -11,11 +11,11 @@ API (for the training loops in ``jax_impl/train.py`` and ``torch_ref/train.py``)
     recipe.spec_augment() -> SpecAugmentSpec                  # static config of the masks
     recipe.to_json() / Recipe.from_json(text) / recipe.to_dict() / Recipe.from_dict(d)
 
-Defaults follow the seed (``shared/seed``) where it speaks: cosine annealing with warm restarts
-whose period defaults to the whole run (the seed's final models used one cosine without restarts),
+Defaults follow the reference report where it speaks: cosine annealing with warm restarts whose
+period defaults to the whole run (the report's final models used one cosine without restarts),
 SpecAugment time and frequency masks drawn per example inside the batch, Mixup for the first half
 of the epochs then plain cross-entropy, and the best-validation checkpoint kept (the training loops
-always do that). Where the seed is silent the choice is explained beside the field.
+always do that). Where the report is silent the choice is explained beside the field.
 
 Validation and the constants are in ``recipe_checks.py``, the flag generation in
 ``recipe_flags.py``. ``resolved()`` is the one place defaults that depend on other fields are
@@ -224,8 +224,8 @@ class Recipe:
     restarts: int = field(
         default=0,
         metadata=_help(
-            "warm restarts within the run when --t0_epochs is not given (the seed's final "
-            "models used none)"
+            "warm restarts within the run when --t0_epochs is not given (the reference report's "
+            "final models used none)"
         ),
     )
     # --- augmentation ------------------------------------------------------------------------
@@ -238,7 +238,7 @@ class Recipe:
         default=0.5,
         metadata=_help("Mixup in the first floor(fraction x epochs) epochs, then plain CE"),
     )
-    # 0.0: the seed does not use it, and Mixup already softens the targets in the first half.
+    # 0.0: the reference report does not use it, and Mixup already softens the first half's targets.
     label_smoothing: float = field(default=0.0, metadata=_help("label smoothing of the targets"))
     # Two masks of up to 16 of 128 bins/frames per axis (SpecAugment's two-mask policy scaled to
     # 128x128 clips of 3 s): at most a quarter of either axis is hidden, so a 3-s clip keeps
