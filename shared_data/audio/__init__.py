@@ -2,5 +2,6 @@
 
 ``decode`` (``load_audio``, ``audio_info``, ``mix_channels``, ``write_wav``), ``integrity``
 (container-level truncation checks: what a file's header promises against the bytes present).
-May import: :mod:`shared_data.errors`.
+May import: no other subpackage; only the top-level modules (``errors``, ``cli``, ``registry``,
+``paths``, ``backends``, ``destinations``); never a backend.
 """

@@ -11,6 +11,7 @@ an existing dataset may be reused), ``report`` (``build_report.json`` and the me
 ``opened`` (``open_dataset``), ``features`` (the feature definition), ``folds`` (song-grouped
 fold assignment, stratified or hashed), ``splits`` (fold splits and the training data order),
 ``gallery`` (one clip per label as a PNG), ``build_cli`` (``python -m shared_data.build``).
-May import: :mod:`shared_data.separation`, :mod:`shared_data.corpus`, :mod:`shared_data.audio`,
-:mod:`shared_data.errors`, :mod:`shared_data.cli`; never a backend.
+May import: :mod:`shared_data.audio`, :mod:`shared_data.corpus`, :mod:`shared_data.separation` and
+the top-level modules (``errors``, ``cli``, ``registry``, ``paths``, ``backends``,
+``destinations``); never a backend.
 """

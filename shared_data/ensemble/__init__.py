@@ -5,6 +5,7 @@ member loaders the backends fill), ``core`` (pure numpy: softmax, sums, song agg
 metrics), ``evaluation`` (running members over a dataset split), ``predict`` (audio files ->
 genres), ``weighting`` (the learned weighting against the plain sum), ``report`` (confusion
 matrix, JSON, tables), ``cli`` (the flags and steps of the ensemble, evaluate and predict CLIs).
-May import: :mod:`shared_data.dataset`, :mod:`shared_data.separation`, :mod:`shared_data.audio`,
-:mod:`shared_data.registry`, :mod:`shared_data.errors`, :mod:`shared_data.cli`; never a backend.
+May import: :mod:`shared_data.audio`, :mod:`shared_data.dataset`, :mod:`shared_data.separation` and
+the top-level modules (``errors``, ``cli``, ``registry``, ``paths``, ``backends``,
+``destinations``); never a backend.
 """

@@ -7,6 +7,6 @@ the ports share), ``chunks`` (Spleeter's numbers and the chunking of whole songs
 (Deezer's weights, read without executing pickle code), ``quality`` (SDR in dB), ``separate_cli``
 (``python -m shared_data.separate``). The ports themselves are ``jax_impl.spleeter`` and
 ``torch_ref.spleeter``, which register themselves here.
-May import: :mod:`shared_data.audio`, :mod:`shared_data.registry`, :mod:`shared_data.errors`,
-:mod:`shared_data.cli`; never a backend.
+May import: :mod:`shared_data.audio` and the top-level modules (``errors``, ``cli``, ``registry``,
+``paths``, ``backends``, ``destinations``); never a backend.
 """

@@ -9,7 +9,7 @@ directory), ``metrics_log`` (``metrics.jsonl``, TensorBoard scalars, the curves 
 ``cross_validation`` (the K-fold loop, its summary and table), ``resume_check`` (whether a
 checkpoint may be resumed), ``runinfo`` (``recipe.json``: writing it, and reading it validated),
 ``memory_fit`` (the micro-batch that fits the device, and out-of-memory errors as one line).
-May import: :mod:`shared_data.dataset`, :mod:`shared_data.ensemble` (its metrics and member
-records), :mod:`shared_data.architecture`, :mod:`shared_data.errors`, :mod:`shared_data.cli`;
-never a backend.
+May import: :mod:`shared_data.architecture`, :mod:`shared_data.dataset`, :mod:`shared_data.ensemble`
+and the top-level modules (``errors``, ``cli``, ``registry``, ``paths``, ``backends``,
+``destinations``); never a backend.
 """

@@ -35,15 +35,13 @@ from typing import Any
 from shared_data.backends import TRAINING_BACKENDS
 from shared_data.paths import DATA_DIR_RULE, default_data_dir
 from shared_data.training.recipe_checks import (  # noqa: F401 (re-exported)
-    _DEFAULT_LR,
-    _DEFAULT_WEIGHT_DECAY,
-    _SGD_REFERENCE_BATCH,
+    DEFAULT_LR,
+    DEFAULT_WEIGHT_DECAY,
     MEMORY_EFFICIENT_MODELS,
     OPTIMIZERS,
     PRECISIONS,
+    SGD_REFERENCE_BATCH,
     RecipeError,
-    _base_type,
-    _field_types,
     default_t0_epochs,
     validate,
 )
@@ -304,12 +302,12 @@ class Recipe:
             changes["workdir"] = default_workdir(backend, self.model, self.fold)
         lr = self.lr
         if lr is None:
-            lr = _DEFAULT_LR[self.optimizer]
+            lr = DEFAULT_LR[self.optimizer]
             if self.optimizer == "sgd":
-                lr *= self.batch_size / _SGD_REFERENCE_BATCH
+                lr *= self.batch_size / SGD_REFERENCE_BATCH
             changes["lr"] = lr
         if self.weight_decay is None:
-            changes["weight_decay"] = _DEFAULT_WEIGHT_DECAY[self.optimizer]
+            changes["weight_decay"] = DEFAULT_WEIGHT_DECAY[self.optimizer]
         if self.t0_epochs is None:
             changes["t0_epochs"] = default_t0_epochs(self.epochs, self.restarts, self.t_mult)
         if self.precision == "auto" and accelerator is not None:

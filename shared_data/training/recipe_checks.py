@@ -19,9 +19,9 @@ PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 TRAIN_STEMS: tuple[str, ...] = ("vocals", "accompaniment", "mix")
 
 # Per-optimizer defaults (see the ``optimizer`` field for why AdamW is the default).
-_DEFAULT_LR = {"adamw": 1e-3, "sgd": 0.1}  # sgd: per 128 examples, scaled linearly with the batch
-_SGD_REFERENCE_BATCH = 128
-_DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 5e-4}
+DEFAULT_LR = {"adamw": 1e-3, "sgd": 0.1}  # sgd: per 128 examples, scaled linearly with the batch
+SGD_REFERENCE_BATCH = 128
+DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 5e-4}
 
 
 class RecipeError(UserError):
@@ -136,11 +136,11 @@ def _check_augmentation(r: Any) -> None:
         _check(value >= 0, f"--{name} must be >= 0 (got {value})")
 
 
-def _field_types(cls: type) -> dict[str, Any]:
+def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _base_type(annotation: Any) -> tuple[type, bool]:
+def base_type(annotation: Any) -> tuple[type, bool]:
     """``(int, True)`` for ``int | None``; ``(int, False)`` for ``int``."""
     args = typing.get_args(annotation)
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
@@ -150,9 +150,9 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
 
 
 def _check_types(r: Any) -> None:
-    for name, annotation in _field_types(type(r)).items():
+    for name, annotation in field_types(type(r)).items():
         value = getattr(r, name)
-        base, optional = _base_type(annotation)
+        base, optional = base_type(annotation)
         if value is None:
             _check(optional, f"--{name} must be set (got None)")
             continue

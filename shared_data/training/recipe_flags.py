@@ -6,7 +6,7 @@ API::
     add_recipe_flags(parser)                    # --model=... --epochs=... one flag per field
     recipe = recipe_from_args(parser.parse_args(argv))      # validated; raises RecipeError
 
-(Also importable from :mod:`shared_data.training.recipe`.)
+The flags' types come from :mod:`shared_data.training.recipe_checks` (the field types it validates).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import argparse
 import dataclasses
 from typing import Any
 
-from shared_data.training.recipe import Recipe, _base_type, _field_types
+from shared_data.training.recipe import Recipe
+from shared_data.training.recipe_checks import base_type, field_types
 
 # --- flags ------------------------------------------------------------------------------------
 
@@ -51,10 +52,10 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     Optional fields accept ``none``; booleans accept ``true/false/1/0/yes/no`` and a bare
     ``--flag`` means true. Defaults are the dataclass defaults (shown in ``--help``).
     """
-    hints = _field_types(Recipe)
+    hints = field_types(Recipe)
     group = parser.add_argument_group("recipe (shared by jax_impl.train and torch_ref.train)")
     for f in dataclasses.fields(Recipe):
-        base, optional = _base_type(hints[f.name])
+        base, optional = base_type(hints[f.name])
         kwargs: dict[str, Any] = {
             "type": _parser_for(f.name, base, optional),
             "default": f.default,
