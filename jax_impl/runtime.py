@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from shared_data.errors import DataError, UserError
+from shared_data.errors import UserError
 
 #: Where compiled programs are kept between runs, unless ``$VOCALGENRE_JAX_CACHE`` or the
 #: training CLI's ``--jax_cache`` says otherwise (``off`` turns the cache off).
@@ -110,32 +110,22 @@ def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def open_or_build_dataset(recipe: Any, *, log=log) -> Any:
-    """``open_dataset(recipe.data_dir, recipe.dataset)``, building a synthetic config if absent.
-
-    Other configs (folder, csv) need input files, so their absence raises the builder's
-    ``DataError``, which names the build command. In a multi-process run process 0 builds and
-    the others wait for it.
-    """
-    from shared_data.dataset.builder import build_command, build_dataset, open_dataset
-    from shared_data.dataset.configs import SYNTHETIC_CONFIGS
-
-    try:
-        return open_dataset(recipe.data_dir, recipe.dataset)
-    except DataError:
-        if recipe.dataset not in SYNTHETIC_CONFIGS:
-            raise
-    if is_main_process():
-        log(
-            f"dataset {recipe.dataset!r} is not built in {recipe.data_dir}: building it now "
-            f"(the same as `{build_command(recipe.dataset, recipe.data_dir)}`)"
-        )
-        build_dataset(recipe.data_dir, recipe.dataset)
+def _sync_processes() -> None:
+    """Every JAX process waits here until all have arrived (a no-op in a single process)."""
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices("vocalgenre dataset built")
-    return open_dataset(recipe.data_dir, recipe.dataset)
+
+
+def open_or_build_dataset(recipe: Any, *, log=log) -> Any:
+    """:func:`shared_data.training.dataset_access.open_or_build_dataset` for this JAX process:
+    process 0 builds a missing synthetic dataset, the others wait for it."""
+    from shared_data.training import dataset_access
+
+    return dataset_access.open_or_build_dataset(
+        recipe, is_main=is_main_process(), log=log, barrier=_sync_processes
+    )
 
 
 def compute_dtypes(precision: str) -> tuple[Any, Any]:

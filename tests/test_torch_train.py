@@ -7,6 +7,7 @@ architecture), batch 4: an epoch is a few optimizer steps of ~0.1 s.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -290,3 +291,23 @@ def test_ddp_on_two_processes_matches_one_process(tiny, tmp_path):
 def test_fold_count_must_match_the_dataset(tiny, tmp_path):
     with pytest.raises(DataError, match="built with 5 folds but --folds=3; pass --folds=5"):
         train_lib.train_and_evaluate(recipe(tiny, tmp_path, folds=3, fold=0))
+
+
+def test_a_missing_synthetic_dataset_is_built_first_as_in_jax(tmp_path, monkeypatch):
+    """torch_ref.train with the defaults builds the synthetic corpus like jax_impl.train (the
+    shared ``dataset_access``); the build itself is stubbed here, jax's test runs a real one."""
+    from shared_data.dataset import builder
+    from shared_data.errors import DataError
+    from shared_data.training.recipe import Recipe
+    from torch_ref import runtime
+
+    built, said = [], []
+    monkeypatch.setattr(builder, "build_dataset", lambda *a, **k: built.append(a))
+    recipe = Recipe(dataset="synthetic_small", data_dir=str(tmp_path))
+    with pytest.raises(DataError):  # the stub built nothing, so opening still fails
+        runtime.open_or_build_dataset(recipe, log=said.append)
+    assert built == [(str(tmp_path), "synthetic_small")]
+    assert said[0].startswith(f"dataset 'synthetic_small' is not built in {tmp_path}")
+    with pytest.raises(DataError, match="python -m shared_data.build --config=folder"):
+        runtime.open_or_build_dataset(dataclasses.replace(recipe, dataset="folder"))
+    assert len(built) == 1  # a config that reads input files is never built on its own

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,3 +80,19 @@ def gather_logits(
     all_indices = np.concatenate([p[1] for p in parts])
     position = {int(r): i for i, r in enumerate(all_indices)}
     return all_logits[[position[int(r)] for r in order]]
+
+
+def _barrier() -> None:
+    """Every rank waits here until all have arrived (a no-op without a process group)."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def open_or_build_dataset(recipe: Any, *, log=log) -> Any:
+    """:func:`shared_data.training.dataset_access.open_or_build_dataset` for this torch process:
+    rank 0 builds a missing synthetic dataset, the other ranks wait for it."""
+    from shared_data.training import dataset_access
+
+    return dataset_access.open_or_build_dataset(
+        recipe, is_main=is_main_process(), log=log, barrier=_barrier
+    )

@@ -65,6 +65,7 @@ from torch_ref.runtime import (
     gather_logits,
     is_main_process,
     log,
+    open_or_build_dataset,
     setup_runtime,
 )
 from torch_ref.schedule import make_schedule, step_scheduler
@@ -321,7 +322,7 @@ def train_and_evaluate(
 
     Args:
         recipe: the run's recipe (resolved here for the torch backend and this device).
-        dataset: an opened dataset; default ``open_dataset(recipe.data_dir, recipe.dataset)``.
+        dataset: an opened dataset; default :func:`torch_ref.runtime.open_or_build_dataset`.
         hooks: :class:`shared_data.training.hooks.Hook` objects, or callables called with each
             step's ``StepInfo``.
         compile_model: ``torch.compile`` the model (the backend-only ``--compile``).
@@ -334,10 +335,7 @@ def train_and_evaluate(
     workdir = loop.resolve_workdir(recipe, workdir)
     recipe, hooks = dataclasses.replace(recipe, workdir=str(workdir)), Hooks(hooks)
     with RunLock(workdir, enabled=rt.is_main), out_of_memory_as_user_error(recipe) as oom:
-        if dataset is None:
-            from shared_data.dataset.builder import open_dataset
-
-            dataset = open_dataset(recipe.data_dir, recipe.dataset)
+        dataset = dataset if dataset is not None else open_or_build_dataset(recipe)
         data = load_training_data(recipe, dataset)
         recipe = dataclasses.replace(recipe, stem=data.stem)  # recorded in recipe.json
         checkpoints = Checkpoints(workdir)
