@@ -155,10 +155,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monke
 
 
 def test_missing_dataset_says_how_to_build_it(tmp_path):
-    r = Recipe(model="lstm", data_dir=str(tmp_path / "empty"), workdir=str(tmp_path / "run"))
+    # A synthetic config is built when missing; one that reads input files cannot be.
+    data_dir = tmp_path / "empty"
+    r = Recipe(model="lstm", dataset="folder", data_dir=str(data_dir), workdir=str(tmp_path / "r"))
     with pytest.raises(DataError) as err:
         train_lib.train_and_evaluate(r)
-    assert "python -m shared_data.build --config=synthetic" in str(err.value)
+    assert f"python -m shared_data.build --config=folder --data_dir={data_dir}" in str(err.value)
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
