@@ -53,7 +53,7 @@ class TorchWorkload:
         )
         self.model.to(device=self.device, memory_format=torch.channels_last)
         self.optimizer = ts.make_optimizer(self.model.parameters(), self.recipe)
-        self.scheduler = make_schedule(self.optimizer, self.recipe)
+        self.scheduler = make_schedule(self.recipe, STEPS_PER_EPOCH, optimizer=self.optimizer)
         compiled = combo.backend == "torch_compile"
         self.step_model = torch.compile(self.model) if compiled else self.model
         mel, label = synthetic_batch(combo)

@@ -74,7 +74,7 @@ def abstract_batch(batch_size: int, input_hw: tuple[int, int], mesh: Mesh) -> di
 def fit_micro_batch(
     recipe: Recipe,
     make_step: Callable[[int], Any],
-    state: ts.TrainState,
+    state: ts.TrainArrays,
     input_hw: tuple[int, int],
     mesh: Mesh,
     *,

@@ -100,9 +100,16 @@ def cosine_restarts_schedule(
 
 
 def make_schedule(recipe, steps_per_epoch: int) -> optax.Schedule:
-    """The schedule of a resolved :class:`~shared_data.training.recipe.Recipe`.
+    """The schedule of a resolved :class:`~shared_data.training.recipe.Recipe`:
+    ``step (int32) -> lr (float32)``.
 
-    ``lr`` and ``t0_epochs`` must be set (``recipe.resolved()``).
+    Same name and leading arguments as ``torch_ref.schedule.make_schedule(recipe,
+    steps_per_epoch, *, optimizer)``; optax needs no optimizer here (the optimizer is built
+    around the schedule instead, ``train_step.make_optimizer(recipe, schedule)``).
+
+    Raises:
+        ValueError: the recipe is not resolved (``lr``, ``t0_epochs`` unset), or
+            ``steps_per_epoch`` < 1.
     """
     if recipe.lr is None or recipe.t0_epochs is None:
         raise ValueError("make_schedule needs a resolved recipe (call recipe.resolved())")

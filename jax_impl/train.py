@@ -41,7 +41,7 @@ from jax_impl import memory_fit
 from jax_impl import train_step as ts
 from jax_impl.checkpoint import Checkpoints, abstract_like, meta_of, position_of
 from jax_impl.models import create_model
-from jax_impl.runtime import (  # noqa: F401 (initialize_distributed: part of this CLI's API)
+from jax_impl.runtime import (
     CACHE_ENV,
     compute_dtypes,
     default_compilation_cache,
@@ -55,11 +55,11 @@ from jax_impl.schedule import make_schedule
 from shared_data.cli import run_main
 from shared_data.dataset import splits
 from shared_data.ensemble.members import DATASET_KEY
-from shared_data.errors import DataError, UserError  # noqa: F401 (UserError: re-exported)
+from shared_data.errors import DataError
 from shared_data.training import loop
 from shared_data.training.hooks import Hook, Hooks, StepInfo
 from shared_data.training.lock import RunLock
-from shared_data.training.loop import EpochSums, RunPosition, TrainingError  # noqa: F401
+from shared_data.training.loop import EpochSums, RunPosition, TrainingError
 from shared_data.training.memory_fit import (
     check_micro_batch,
     input_hw,
@@ -86,7 +86,7 @@ class TrainState:
     """The model state and what acts on it: the jitted steps, schedule and shardings."""
 
     recipe: Recipe
-    state: ts.TrainState
+    state: ts.TrainArrays
     train_step: Any
     eval_step: Any
     schedule: Any
@@ -404,8 +404,6 @@ def main(argv: list[str] | None = None) -> int:
         print(loop.format_summary(summary))
     return 0
 
-
-format_summary = loop.format_summary
 
 if __name__ == "__main__":
     run_main(main)

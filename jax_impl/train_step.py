@@ -3,7 +3,7 @@
 API::
 
     model = create_model(name, num_classes, dtype=..., param_dtype=jnp.float32, rngs=nnx.Rngs(seed))
-    graphs, state = split_model(model)          # Graphs(train, eval); state: TrainState dict
+    graphs, state = split_model(model)          # Graphs(train, eval); state: TrainArrays dict
     state["opt_state"] = tx.init(state["params"])
     step = make_train_step(graphs.train, tx, schedule, cfg, mesh)   # jit, state donated
     # cfg.micro_batches = k > 1: k accumulated passes per step (gradient accumulation, below)
@@ -54,7 +54,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jax_impl import augment
 from shared_data.training.recipe import Recipe, SpecAugmentSpec
 
-TrainState = dict[str, Any]  # {"params", "rest", "opt_state": nnx/optax pytrees, "step": int32}
+#: The arrays one step reads and returns (donated): ``{"params", "rest" (BatchNorm statistics, ...),
+#: "opt_state": nnx/optax pytrees, "step": int32}``. ``jax_impl.train.TrainState`` (the run's
+#: dataclass) holds them beside the jitted steps, the schedule and the shardings.
+TrainArrays = dict[str, Any]
 
 DATA_AXIS = "data"
 
@@ -115,7 +118,7 @@ def micro_batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
 
 
-def split_model(model: nnx.Module) -> tuple[Graphs, TrainState]:
+def split_model(model: nnx.Module) -> tuple[Graphs, TrainArrays]:
     """Split a (train-mode) model into its two graph definitions and the state pytree.
 
     Returns ``(Graphs, {"params": nnx.State, "rest": nnx.State (BatchNorm statistics, ...),
@@ -197,7 +200,7 @@ def credited_correct(
 
 
 def train_step(
-    state: TrainState,
+    state: TrainArrays,
     batch: dict[str, jax.Array],
     draws: StepDraws,
     *,
@@ -207,7 +210,7 @@ def train_step(
     cfg: StepConfig,
     mixup: bool,
     micro_sharding: NamedSharding | None = None,
-) -> tuple[TrainState, dict[str, jax.Array]]:
+) -> tuple[TrainArrays, dict[str, jax.Array]]:
     """One optimizer step on ``batch`` (``mel`` float32 ``[B, H, W, C]``, ``label`` int ``[B]``).
 
     SpecAugment always, then Mixup when ``mixup`` (else plain cross-entropy on the, possibly

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import jax
 import numpy as np
 import pytest
@@ -19,7 +22,7 @@ def torch_lrs(*, base_lr, steps_per_epoch, t0_epochs, t_mult, eta_min, epochs) -
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=base_lr)
     recipe = Recipe(lr=base_lr, t0_epochs=t0_epochs, t_mult=t_mult, eta_min=eta_min)
-    scheduler = torch_schedule.make_schedule(optimizer, recipe)
+    scheduler = torch_schedule.make_schedule(recipe, steps_per_epoch, optimizer=optimizer)
     lrs = []
     for epoch in range(epochs):
         for i in range(steps_per_epoch):
@@ -80,7 +83,7 @@ def test_resume_position_matches_uninterrupted():
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=0.1)
     scheduler = torch_schedule.make_schedule(
-        optimizer, Recipe(lr=0.1, t0_epochs=1, t_mult=2, eta_min=1e-3)
+        Recipe(lr=0.1, t0_epochs=1, t_mult=2, eta_min=1e-3), 6, optimizer=optimizer
     )
     for k in (0, 5, 6, 17, 18, 40):
         set_scheduler_position(scheduler, k, 6)
@@ -96,3 +99,23 @@ def test_make_schedule_uses_resolved_defaults():
     assert float(sched(19)) == pytest.approx(
         0.02 + 0.18 * (1 + np.cos(np.pi * 19 / 20)) / 2, rel=1e-6
     )
+
+
+def test_both_factories_take_the_same_leading_arguments_and_refuse_the_same_input():
+    """``make_schedule(recipe, steps_per_epoch, ...)`` in both; the same LRs; the same refusals."""
+    jax_params = list(inspect.signature(jax_schedule.make_schedule).parameters)
+    torch_params = list(inspect.signature(torch_schedule.make_schedule).parameters)
+    assert jax_params == torch_params[:2] == ["recipe", "steps_per_epoch"]
+    recipe = Recipe(epochs=4, restarts=1, lr=0.3, eta_min=0.01).resolved("jax")
+    expected = torch_lrs(base_lr=0.3, steps_per_epoch=3, t0_epochs=recipe.t0_epochs,
+                         t_mult=recipe.t_mult, eta_min=0.01, epochs=4)  # fmt: skip
+    sched = jax_schedule.make_schedule(recipe, 3)
+    got = [float(sched(k)) for k in range(len(expected))]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.3)
+    for make in (jax_schedule.make_schedule,
+                 functools.partial(torch_schedule.make_schedule, optimizer=optimizer)):  # fmt: skip
+        with pytest.raises(ValueError, match="resolved recipe"):
+            make(Recipe(epochs=4), 3)
+        with pytest.raises(ValueError, match="steps_per_epoch"):
+            make(recipe, 0)

@@ -178,7 +178,7 @@ def test_two_epochs_of_synthetic_small_give_the_same_loss_curve(synthetic_small)
     torch.manual_seed(recipe.seed)
     torch_model = create_torch_model("lstm", num_classes)
     optimizer = torch_steps.make_optimizer(torch_model.parameters(), recipe)
-    scheduler = torch_schedule.make_schedule(optimizer, recipe)
+    scheduler = torch_schedule.make_schedule(recipe, spe, optimizer=optimizer)
     _, state, jax_step, cfg = _jax_side("lstm", torch_model, num_classes, recipe, spe)
     loader, sampler = torch_data.train_batches(data, recipe)
 

@@ -25,6 +25,7 @@ from shared_data.cli import run_main
 from shared_data.dataset import splits
 from shared_data.dataset.builder import open_dataset
 from shared_data.ensemble.members import DATASET_KEY, dataset_record
+from shared_data.errors import UserError
 from shared_data.training import cross_validation as cv_folds
 from shared_data.training import metrics_log
 from shared_data.training.recipe import Recipe
@@ -189,7 +190,7 @@ def test_missing_dataset_says_how_to_build_it(tmp_path, capsys):
 
 
 def test_multi_host_flags_must_come_together():
-    with pytest.raises(train_lib.UserError, match="--process_id"):
+    with pytest.raises(UserError, match="--process_id"):
         train_lib.initialize_distributed("localhost:1234", 2, None)
     assert train_lib.initialize_distributed() is False  # one process: nothing to join
 

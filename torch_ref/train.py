@@ -36,7 +36,7 @@ from shared_data.ensemble.members import DATASET_KEY
 from shared_data.training import loop
 from shared_data.training.hooks import Hook, Hooks, StepInfo
 from shared_data.training.lock import RunLock
-from shared_data.training.loop import EpochSums, RunPosition, TrainingError  # noqa: F401
+from shared_data.training.loop import EpochSums, RunPosition, TrainingError
 from shared_data.training.memory_fit import (
     check_micro_batch,
     input_hw,
@@ -121,7 +121,8 @@ def create_train_state(
     loader, sampler = train_batches(data, recipe, rank=rt.rank, world=rt.world, pin_memory=pin)
     return TrainState(
         recipe=recipe, rt=rt, model=model, train_model=train_model, optimizer=optimizer,
-        scheduler=make_schedule(optimizer, recipe), loader=loader, sampler=sampler,
+        scheduler=make_schedule(recipe, data.steps_per_epoch, optimizer=optimizer),
+        loader=loader, sampler=sampler,
         val_loader=eval_batches(data, recipe, rank=rt.rank, world=rt.world, pin_memory=pin),
         spec=recipe.spec_augment(), autocast_dtype=autocast_dtype,
     )  # fmt: skip
