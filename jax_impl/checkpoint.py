@@ -17,8 +17,10 @@ while they are the latest. Orbax writes each step into a temporary directory and
 complete, and deletes older steps only after that, so a crash or a failed write (disk full) leaves
 the previous checkpoint readable.
 
-Every checkpoint holds two items: ``state`` (the train state pytree) and ``meta`` (JSON: the run
-position :func:`meta_of` writes, plus the recipe, so a resume with another recipe is refused).
+Every checkpoint holds two items: ``state`` (the train arrays pytree) and ``meta`` (JSON:
+``shared_data.training.run_state.CheckpointMeta``, the same meta as torch's: where the run
+continues, its epoch's sums, the best validation so far and the recipe, so a resume with another
+recipe is refused).
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from shared_data.training.loop import EpochSums, RunPosition
 from shared_data.training.resume_check import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -326,35 +327,6 @@ def _reason(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     first = text[0] if text else ""
     return f"{type(err).__name__}: {first[:300]}{'...' if len(first) > 300 else ''}"
-
-
-def meta_of(position: RunPosition, recipe: Any) -> dict[str, Any]:
-    """The JSON ``meta`` item of a checkpoint from which the run continues at ``position``."""
-    return {
-        "next_epoch": position.epoch,
-        "next_step": position.step,
-        "global_step": position.global_step,
-        "epoch_sums": position.sums.to_dict(),
-        "best": {"val_acc": position.best_val_acc, "epoch": position.best_epoch},
-        "recipe": recipe.to_dict(),
-    }
-
-
-def position_of(meta: Mapping[str, Any]) -> RunPosition:
-    """Inverse of :func:`meta_of`; also reads the older ``epoch_sums`` with a per-step ``loss``."""
-    sums = dict(meta.get("epoch_sums") or {})
-    if "loss" in sums and "loss_sum" not in sums:  # sum of batch means over ``steps`` batches
-        steps = float(sums.get("steps", 0.0))
-        sums["loss_sum"] = float(sums["loss"]) * float(sums["count"]) / steps if steps else 0.0
-    best = meta.get("best") or {}
-    return RunPosition(
-        epoch=int(meta["next_epoch"]),
-        step=int(meta["next_step"]),
-        global_step=int(meta["global_step"]),
-        sums=EpochSums.from_dict(sums),
-        best_val_acc=best.get("val_acc"),
-        best_epoch=best.get("epoch"),
-    )
 
 
 def abstract_like(state: Any) -> Any:

@@ -39,7 +39,7 @@ from flax import nnx
 from jax_impl import data as data_lib
 from jax_impl import memory_fit
 from jax_impl import train_step as ts
-from jax_impl.checkpoint import Checkpoints, abstract_like, meta_of, position_of
+from jax_impl.checkpoint import Checkpoints, abstract_like
 from jax_impl.models import create_model
 from jax_impl.runtime import (
     CACHE_ENV,
@@ -54,12 +54,11 @@ from jax_impl.runtime import (
 from jax_impl.schedule import make_schedule
 from shared_data.cli import run_main
 from shared_data.dataset import splits
-from shared_data.ensemble.members import DATASET_KEY
 from shared_data.errors import DataError
 from shared_data.training import loop
 from shared_data.training.hooks import Hook, Hooks, StepInfo
 from shared_data.training.lock import RunLock
-from shared_data.training.loop import EpochSums, RunPosition, TrainingError
+from shared_data.training.loop import TrainingError
 from shared_data.training.memory_fit import (
     check_micro_batch,
     input_hw,
@@ -69,7 +68,8 @@ from shared_data.training.memory_fit import (
 from shared_data.training.metrics_log import MetricsLogger, plot_curves
 from shared_data.training.recipe import Recipe
 from shared_data.training.resume_check import check_same_run
-from shared_data.training.runinfo import write_run_info
+from shared_data.training.run_state import CheckpointMeta, EpochSums, RunPosition
+from shared_data.training.runinfo import RunFields, write_run_info
 from shared_data.training.split import TrainingData, load_training_data
 from shared_data.training.train_cli import (
     build_train_parser,
@@ -167,13 +167,14 @@ def restore_or_start(t: TrainState, checkpoints: Checkpoints) -> RunPosition:
         )
 
     def same_run(meta: dict[str, Any]) -> None:
-        check_same_run(meta["recipe"], recipe.to_dict(), checkpoints.directory)
+        stored = CheckpointMeta.from_dict(meta, f"the checkpoint in {checkpoints.directory}")
+        check_same_run(stored.recipe, recipe.to_dict(), checkpoints.directory)
 
     got = checkpoints.restore_readable(
         "latest", abstract_like(t.state), warn=log, set_aside=is_main_process(), check=same_run
     )
     t.state = got.state
-    position = position_of(got.meta)
+    position = CheckpointMeta.from_dict(got.meta).position()
     log(
         f"resuming {checkpoints.workdir} from step {got.step} (epoch {position.epoch + 1}, "
         f"step {position.step})"
@@ -207,11 +208,10 @@ def train_epoch(
         position.step, position.global_step = step + 1, position.global_step + 1
         rows = splits.batch_indices(order, step, recipe.batch_size).tolist()
         hooks.on_step(StepInfo(epoch, step, position.global_step, rows, metrics["loss"]))
-        due = loop.mid_epoch_checkpoint_due(recipe, position.global_step, step, spe)
-        if len(pending) >= recipe.log_every or step + 1 == spe or due:
+        if loop.train_point_due(recipe, position.global_step, step, spe):
             lr = _fold_in(pending, position, checkpoints, hooks, logger)
             pending = []
-        if due:
+        if loop.mid_epoch_checkpoint_due(recipe, position.global_step, step, spe):
             save(t, checkpoints, position)
     return lr
 
@@ -223,8 +223,9 @@ def _fold_in(
     hooks: Hook,
     logger: MetricsLogger,
 ) -> float:
-    """Fetch the pending steps' metrics, stop on a non-finite loss, add them to the epoch's
-    sums and log them; returns the last step's LR."""
+    """Fetch the pending steps' metrics (a training point: the steps since the previous one),
+    stop on a non-finite loss, add them to the epoch's sums and log the point; returns the last
+    step's LR."""
     fetched = jax.device_get(pending)
     losses = [float(m["loss"]) for m in fetched]
     bad = next((i for i, v in enumerate(losses) if not np.isfinite(v)), None)
@@ -237,9 +238,7 @@ def _fold_in(
         window.add(m["loss"], m["correct"], m["count"])
         position.sums.add(m["loss"], m["correct"], m["count"])
     lr = float(fetched[-1]["lr"])
-    scalars = {"loss": window.train_loss, "acc": window.train_acc, "lr": lr}
-    logger.log_scalars(position.global_step, scalars, prefix="train")
-    hooks.on_scalars(position.global_step, scalars)
+    hooks.on_scalars(position.global_step, logger.log_train_point(position.global_step, window, lr))
     return lr
 
 
@@ -271,7 +270,8 @@ def save(
             f"the parameters hold NaN/inf at step {position.global_step}; not saving them. "
             f"{loop.last_good(checkpoints)} Lower --lr."
         )
-    checkpoints.save(position.global_step, t.state, meta_of(position, t.recipe), val_acc=val_acc)
+    meta = CheckpointMeta.at(position, t.recipe).to_dict()
+    checkpoints.save(position.global_step, t.state, meta, val_acc=val_acc)
 
 
 def train_epochs(
@@ -301,13 +301,13 @@ def summarize(
 def _write_run_info(workdir: Path, recipe: Recipe, t: TrainState, data: TrainingData) -> None:
     if not is_main_process():
         return
-    write_run_info(workdir, recipe, BACKEND, extra={
-        "devices": t.mesh.size, "processes": jax.process_count(),
-        "platform": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
-        "steps_per_epoch": data.steps_per_epoch, "num_train": len(data.train_indices),
-        "num_val": len(data.val_indices),
-        DATASET_KEY: data.record,  # so the run stays usable as an ensemble member
-    })  # fmt: skip
+    fields = RunFields(
+        devices=t.mesh.size, processes=jax.process_count(), platform=jax.default_backend(),
+        device_kind=jax.devices()[0].device_kind, steps_per_epoch=data.steps_per_epoch,
+        train_clips=len(data.train_indices), val_clips=len(data.val_indices),
+        dataset=data.record,  # so the run stays usable as an ensemble member
+    )  # fmt: skip
+    write_run_info(workdir, recipe, BACKEND, extra=fields.to_dict())
     log(
         f"training {recipe.model} on {recipe.dataset} {data.held_out}: "
         f"{len(data.train_indices)} train / {len(data.val_indices)} val clips, "

@@ -87,7 +87,8 @@ def test_run_directory_outputs(full_run, tiny):
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
     latest = _payload(workdir, "latest")
     best = _payload(workdir, "best")
-    assert (latest["epoch"], latest["step"], latest["global_step"]) == (2, 0, 2 * tiny["steps"])
+    where = (latest["next_epoch"], latest["next_step"], latest["global_step"])
+    assert where == (2, 0, 2 * tiny["steps"])
     assert best["best_val_acc"] == full_run["summary"]["best_val_acc"]
     assert set(latest) >= {"model", "optimizer", "scheduler", "rng", "recipe"}
 
@@ -109,7 +110,8 @@ def test_killed_mid_epoch_resumes_at_the_same_step_and_order(full_run, tiny, tmp
     kill_at = tiny["steps"] + 2  # second step of the second epoch, after the save at step +1
     _, before = run(r, kill_at=kill_at)
     latest = _payload(tmp_path, "latest")
-    assert (latest["epoch"], latest["step"], latest["global_step"]) == (1, 1, tiny["steps"] + 1)
+    where = (latest["next_epoch"], latest["next_step"], latest["global_step"])
+    assert where == (1, 1, tiny["steps"] + 1)
 
     summary, after = run(r)
     assert [(e, s) for e, s, _, _ in after][0] == (1, 1)  # continues where the checkpoint was
@@ -150,7 +152,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monke
     latest = tmp_path / "checkpoints" / "latest.pt"
     assert latest.read_bytes() == saved["latest"]
     state = ckpt_lib.load(latest)
-    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert state["next_epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
 
 
@@ -276,7 +279,8 @@ def test_ddp_on_two_processes_matches_one_process(tiny, tmp_path):
     assert train_lib.main([*flags, f"--workdir={tmp_path / 'single'}"]) == 0
 
     info = json.loads((tmp_path / "ddp" / "recipe.json").read_text())
-    assert info["run"]["world_size"] == 2 and info["recipe"]["micro_batch_size"] == 2
+    assert (info["run"]["devices"], info["run"]["processes"]) == (2, 2)
+    assert info["recipe"]["micro_batch_size"] == 2
     a = _payload(tmp_path / "ddp", "latest")
     b = _payload(tmp_path / "single", "latest")
     assert a["global_step"] == b["global_step"] == tiny["steps"]

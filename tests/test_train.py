@@ -17,8 +17,17 @@ from shared_data.architecture.names import MODEL_NAMES
 from shared_data.cli import run_main
 from shared_data.training.lock import RunLock, RunLockedError
 from shared_data.training.loop import SUMMARY_KEYS, TrainingError
+from shared_data.training.metrics_log import (
+    EPOCH_SCALARS,
+    RECORD_FIELDS,
+    TRAIN_SCALARS,
+    read_metrics,
+)
 from shared_data.training.resume_check import CheckpointError
+from shared_data.training.run_state import CheckpointMeta
+from shared_data.training.runinfo import read_run_info
 from shared_data.training.train_cli import BACKEND_ONLY_FLAGS
+from tests.support.tensorboard import scalars, tags
 from tests.support.tiny_runs import checkpoint_module, run, tiny_recipe, train_module
 
 BACKENDS = ("jax", "torch")
@@ -57,6 +66,40 @@ def test_one_signature_and_one_summary_schema(full_run, backend):
     assert tuple(summary) == SUMMARY_KEYS
     assert summary["epochs_done"] == 2 and summary["latest_step"] == summary["global_step"]
     assert summary["best_checkpoint"] is not None and Path(summary["best_checkpoint"]).exists()
+
+
+def test_one_run_format(full_run, tiny, backend):
+    """The checkpoint meta, recipe.json's run fields, metrics.jsonl and the TensorBoard scalars
+    have the same keys and meanings from both backends."""
+    workdir, summary, spe = full_run["workdir"], full_run["summary"], tiny["steps"]
+    ckpts = checkpoint_module(backend).Checkpoints(workdir)
+    meta = ckpts.read_meta("latest")
+    ckpts.close()
+    state = CheckpointMeta.from_dict(meta)
+    assert set(meta) == set(state.to_dict())  # the current keys, nothing else
+    assert (state.next_epoch, state.next_step, state.global_step) == (2, 0, 2 * spe)
+    best = (summary["best_val_acc"], summary["best_epoch"])
+    assert (state.best_val_acc, state.best_epoch) == best
+
+    run_info = read_run_info(workdir)
+    fields = run_info.fields
+    assert set(fields.to_dict()) <= set(run_info.run)
+    assert not {"num_train", "num_val", "world_size", "device", "compile"} & set(run_info.run)
+    assert (fields.steps_per_epoch, fields.processes, fields.platform) == (spe, 1, "cpu")
+    assert fields.device_kind == "cpu" and fields.train_clips // 4 == spe and fields.val_clips > 0
+    assert fields.backend_options == ({"compile": False} if backend == "torch" else {})
+
+    records = read_metrics(workdir)
+    assert all(set(r) == set(RECORD_FIELDS) for r in records)  # every epoch validated
+    assert tags(workdir) == set(TRAIN_SCALARS) | set(EPOCH_SCALARS.values())
+    # train/ points (--log_every=1: one per step) are means over the steps since the previous
+    # point, so an epoch's points average to its train_loss/train_acc (batches of equal size).
+    for name in ("loss", "acc"):
+        points = scalars(workdir, f"train/{name}")
+        assert sorted(points) == list(range(1, 2 * spe + 1))
+        for r in records:
+            window = [points[g] for g in range(r["epoch"] * spe + 1, (r["epoch"] + 1) * spe + 1)]
+            assert sum(window) / spe == pytest.approx(r[f"train_{name}"], rel=1e-5, abs=1e-6)
 
 
 def test_a_finished_run_is_not_trained_again(full_run, tiny):

@@ -12,9 +12,9 @@ API (the same methods as ``jax_impl.checkpoint.Checkpoints``)::
 
 A file is one ``torch.save``-able dict (``weights_only`` loading): the state (``model``,
 ``optimizer``, ``scheduler`` state dicts and ``rng``, the torch CPU and CUDA generator states) and
-the meta (:func:`meta_of`: ``epoch`` and ``step`` where the run continues, ``global_step``,
-``best_val_acc``, ``best_epoch``, ``epoch_accum`` and ``recipe``). Each file is written to a
-temporary name in the same directory, fsynced, then ``os.replace``d over the old one, so a crash
+the meta (``shared_data.training.run_state.CheckpointMeta``, the same meta as JAX's: where the run
+continues, its epoch's sums, the best validation so far and the recipe). Each file is written to
+a temporary name in the same directory, fsynced, then ``os.replace``d over the old one, so a crash
 or a failed write (disk full) leaves the previous checkpoint whole.
 """
 
@@ -29,7 +29,6 @@ from typing import Any, NamedTuple
 
 import torch
 
-from shared_data.training.loop import EpochSums, RunPosition
 from shared_data.training.resume_check import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -228,32 +227,6 @@ class Checkpoints:
 
     def close(self) -> None:
         """Nothing to release (files are closed after each read and write)."""
-
-
-def meta_of(position: RunPosition, recipe: Any) -> dict[str, Any]:
-    """The meta entries of a checkpoint from which the run continues at ``position``."""
-    return {
-        "epoch": position.epoch,
-        "step": position.step,
-        "global_step": position.global_step,
-        "best_val_acc": -1.0 if position.best_val_acc is None else position.best_val_acc,
-        "best_epoch": -1 if position.best_epoch is None else position.best_epoch,
-        "epoch_accum": position.sums.to_dict() if position.step else {},
-        "recipe": recipe.to_dict(),
-    }
-
-
-def position_of(meta: Mapping[str, Any]) -> RunPosition:
-    """Inverse of :func:`meta_of`."""
-    has_best = int(meta["best_epoch"]) >= 0
-    return RunPosition(
-        epoch=int(meta["epoch"]),
-        step=int(meta["step"]),
-        global_step=int(meta["global_step"]),
-        sums=EpochSums.from_dict(meta.get("epoch_accum")),
-        best_val_acc=float(meta["best_val_acc"]) if has_best else None,
-        best_epoch=int(meta["best_epoch"]) if has_best else None,
-    )
 
 
 def rng_state() -> dict[str, Any]:

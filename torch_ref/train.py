@@ -32,11 +32,10 @@ import torch
 import torch.distributed as dist
 
 from shared_data.cli import run_main
-from shared_data.ensemble.members import DATASET_KEY
 from shared_data.training import loop
 from shared_data.training.hooks import Hook, Hooks, StepInfo
 from shared_data.training.lock import RunLock
-from shared_data.training.loop import EpochSums, RunPosition, TrainingError
+from shared_data.training.loop import TrainingError
 from shared_data.training.memory_fit import (
     check_micro_batch,
     input_hw,
@@ -46,7 +45,8 @@ from shared_data.training.memory_fit import (
 from shared_data.training.metrics_log import MetricsLogger, plot_curves
 from shared_data.training.recipe import Recipe
 from shared_data.training.resume_check import check_same_run
-from shared_data.training.runinfo import write_run_info
+from shared_data.training.run_state import CheckpointMeta, EpochSums, RunPosition
+from shared_data.training.runinfo import RunFields, write_run_info
 from shared_data.training.split import TrainingData, load_training_data
 from shared_data.training.train_cli import (
     build_train_parser,
@@ -56,7 +56,7 @@ from shared_data.training.train_cli import (
 from shared_data.training.validation import validation_metrics
 from torch_ref import augment, memory_fit
 from torch_ref import train_step as ts
-from torch_ref.checkpoint import Checkpoints, meta_of, position_of, rng_state, set_rng_state
+from torch_ref.checkpoint import Checkpoints, rng_state, set_rng_state
 from torch_ref.data import eval_batches, train_batches
 from torch_ref.models import create_model
 from torch_ref.runtime import (
@@ -146,7 +146,8 @@ def restore_or_start(t: TrainState, checkpoints: Checkpoints) -> RunPosition:
         )
 
     def same_run(meta: dict[str, Any]) -> None:
-        check_same_run(meta["recipe"], recipe.to_dict(), checkpoints.directory)
+        stored = CheckpointMeta.from_dict(meta, f"the checkpoint in {checkpoints.directory}")
+        check_same_run(stored.recipe, recipe.to_dict(), checkpoints.directory)
 
     got = checkpoints.restore_readable(
         "latest", t.rt.device, warn=log, set_aside=t.rt.is_main, check=same_run
@@ -155,7 +156,7 @@ def restore_or_start(t: TrainState, checkpoints: Checkpoints) -> RunPosition:
     t.optimizer.load_state_dict(got.state["optimizer"])
     t.scheduler.load_state_dict(got.state["scheduler"])
     set_rng_state(got.state["rng"])
-    position = position_of(got.meta)
+    position = CheckpointMeta.from_dict(got.meta).position()
     log(
         f"resuming {checkpoints.workdir} from step {got.step} (epoch {position.epoch + 1}, "
         f"step {position.step})"
@@ -214,17 +215,16 @@ def train_epoch(
         sums.add(loss, correct, labels.numel())
         position.step, position.global_step = i + 1, position.global_step + 1
         hooks.on_step(StepInfo(epoch, i, position.global_step, index.tolist(), loss))
-        due = loop.mid_epoch_checkpoint_due(recipe, position.global_step, i, spe)
-        if position.global_step % recipe.log_every == 0 or due:
+        if loop.train_point_due(recipe, position.global_step, i, spe):
+            # A training point: the steps since the previous one (the epoch's last step is one,
+            # so position.sums is the whole epoch's when the loop ends).
             sums.check_finite(rt, f"epoch {epoch + 1}, step {i}", lr, checkpoints)
-            position.sums = sums.reduced(rt)
-            running = {"loss": position.sums.train_loss, "acc": position.sums.train_acc, "lr": lr}
-            logger.log_scalars(position.global_step, running, prefix="train")
-            hooks.on_scalars(position.global_step, running)
-        if due:
+            before, position.sums = position.sums, sums.reduced(rt)
+            window = position.sums.since(before)
+            hooks.on_scalars(position.global_step,
+                             logger.log_train_point(position.global_step, window, lr))  # fmt: skip
+        if loop.mid_epoch_checkpoint_due(recipe, position.global_step, i, spe):
             save(t, checkpoints, position)
-    sums.check_finite(rt, f"epoch {epoch + 1}", lr, checkpoints)
-    position.sums = sums.reduced(rt)
     return lr
 
 
@@ -265,7 +265,8 @@ def save(
         return
     state = {"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
              "scheduler": t.scheduler.state_dict(), "rng": rng_state()}  # fmt: skip
-    checkpoints.save(position.global_step, state, meta_of(position, t.recipe), val_acc=val_acc)
+    meta = CheckpointMeta.at(position, t.recipe).to_dict()
+    checkpoints.save(position.global_step, state, meta, val_acc=val_acc)
 
 
 def train_epochs(
@@ -295,13 +296,15 @@ def summarize(
 def _write_run_info(workdir: Path, recipe: Recipe, t: TrainState, data: TrainingData, compiled):
     if not t.rt.is_main:
         return
-    write_run_info(workdir, recipe, BACKEND, extra={
-        "world_size": t.rt.world, "device": str(t.rt.device), "num_classes": data.num_classes,
-        "label_names": list(data.label_names), "train_clips": len(data.train_indices),
-        "val_clips": len(data.val_indices), "steps_per_epoch": data.steps_per_epoch,
-        "compile": compiled,
-        DATASET_KEY: data.record,  # so the run stays usable as an ensemble member
-    })  # fmt: skip
+    cuda = t.rt.device.type == "cuda"
+    fields = RunFields(
+        devices=t.rt.world, processes=t.rt.world, platform="gpu" if cuda else t.rt.device.type,
+        device_kind=torch.cuda.get_device_name(t.rt.device) if cuda else t.rt.device.type,
+        steps_per_epoch=data.steps_per_epoch, train_clips=len(data.train_indices),
+        val_clips=len(data.val_indices), backend_options={"compile": compiled},
+        dataset=data.record,  # so the run stays usable as an ensemble member
+    )  # fmt: skip
+    write_run_info(workdir, recipe, BACKEND, extra=fields.to_dict())
     log(
         f"training {recipe.model} on {recipe.dataset} {data.held_out}: "
         f"{len(data.train_indices)} train / {len(data.val_indices)} val clips, "

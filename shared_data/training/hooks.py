@@ -38,7 +38,8 @@ class Hook:
         """After each optimizer step."""
 
     def on_scalars(self, global_step: int, scalars: Mapping[str, float]) -> None:
-        """Training ``loss``/``acc``/``lr`` of the last ``--log_every`` steps."""
+        """A training point's ``loss``/``acc`` (means over the steps since the previous point)
+        and ``lr`` (of its last step), as ``metrics_log.TRAIN_SCALARS`` defines them."""
 
     def on_epoch_end(self, record: Mapping[str, Any]) -> None:
         """The epoch's ``metrics.jsonl`` record."""

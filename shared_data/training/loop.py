@@ -1,11 +1,11 @@
-"""The pieces both training loops share: run position, epoch sums, records, summary, workdir.
+"""The pieces both training loops share: when to log, validate and checkpoint, records, summary.
 
 ``jax_impl.train`` and ``torch_ref.train`` are written as the same named steps
 (``create_train_state``, ``restore_or_start``, ``train_epoch``, ``evaluate``, ``save``,
 ``summarize``); what is the same in both, down to the numbers, lives here, so the two loops cannot
-drift: the position a checkpoint resumes from (:class:`RunPosition`), the running training sums
-(:class:`EpochSums`), when to validate and checkpoint, the per-epoch record of ``metrics.jsonl``
-and the summary dict :func:`summarize` returns (one schema, :data:`SUMMARY_KEYS`).
+drift: when to write a training scalar point, validate and checkpoint, the per-epoch record of
+``metrics.jsonl`` and the summary dict :func:`summarize` returns (one schema, :data:`SUMMARY_KEYS`).
+The position a run continues from and its epoch's sums are :mod:`shared_data.training.run_state`'s.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from shared_data.errors import UserError
 from shared_data.training.metrics_log import METRICS_FILE, read_metrics
+from shared_data.training.run_state import EpochSums, RunPosition
 
 #: The keys of the dict both backends' ``train_and_evaluate`` return.
 SUMMARY_KEYS = (
@@ -42,63 +43,6 @@ SUMMARY_KEYS = (
 
 class TrainingError(UserError):
     """The run cannot go on (diverged loss, a workdir that must not be reused, ...)."""
-
-
-@dataclasses.dataclass
-class EpochSums:
-    """Running sums of the current epoch's training metrics (summed over all processes).
-
-    ``loss_sum`` is the sum of per-example losses (batch mean x batch size), so ``train_loss`` is
-    the mean over the examples seen, whatever the batch sizes.
-    """
-
-    loss_sum: float = 0.0
-    correct: float = 0.0
-    count: float = 0.0
-
-    def add(self, loss_mean: float, correct: float, count: float) -> None:
-        """Add one batch: its mean loss, its (Mixup-credited) correct count and its size."""
-        self.loss_sum += float(loss_mean) * float(count)
-        self.correct += float(correct)
-        self.count += float(count)
-
-    @property
-    def train_loss(self) -> float:
-        return self.loss_sum / self.count if self.count else float("nan")
-
-    @property
-    def train_acc(self) -> float:
-        return self.correct / self.count if self.count else float("nan")
-
-    def to_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> EpochSums:
-        """Read :meth:`to_dict` output ({} or None: zeros)."""
-        values = values or {}
-        return cls(**{k: float(values.get(k, 0.0)) for k in ("loss_sum", "correct", "count")})
-
-
-@dataclasses.dataclass
-class RunPosition:
-    """Where a run continues: step ``step`` of epoch ``epoch`` (both 0-based), global step
-    ``global_step`` (optimizer steps done), the interrupted epoch's sums, and the best validation
-    accuracy so far with its epoch (None before the first validation)."""
-
-    epoch: int = 0
-    step: int = 0
-    global_step: int = 0
-    sums: EpochSums = dataclasses.field(default_factory=EpochSums)
-    best_val_acc: float | None = None
-    best_epoch: int | None = None
-
-    def record_validation(self, val_acc: float, epoch: int) -> bool:
-        """Note epoch ``epoch``'s accuracy; True when it beats the best (the first wins ties)."""
-        improved = self.best_val_acc is None or val_acc > self.best_val_acc
-        if improved:
-            self.best_val_acc, self.best_epoch = float(val_acc), epoch
-        return improved
 
 
 def next_epoch(position: RunPosition) -> None:
@@ -134,6 +78,18 @@ def mid_epoch_checkpoint_due(
     """Whether to checkpoint after step ``step`` of an epoch (not its last: the epoch end saves)."""
     every = recipe.checkpoint_every
     return every > 0 and global_step % every == 0 and step + 1 < steps_per_epoch
+
+
+def train_point_due(recipe: Any, global_step: int, step: int, steps_per_epoch: int) -> bool:
+    """Whether step ``step`` of an epoch (``global_step`` steps done) ends a ``train/`` point:
+    every ``--log_every`` global steps, at a mid-epoch checkpoint and at the epoch's end. A
+    checkpoint always ends a point, so a resumed run writes the points an uninterrupted one does.
+    """
+    return (
+        global_step % recipe.log_every == 0
+        or step + 1 == steps_per_epoch
+        or mid_epoch_checkpoint_due(recipe, global_step, step, steps_per_epoch)
+    )
 
 
 def epoch_record(

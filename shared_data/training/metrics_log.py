@@ -1,5 +1,10 @@
 """Run outputs: ``metrics.jsonl`` (one object per epoch), TensorBoard scalars, the curves PNG.
 
+What they hold is defined here once, and both backends write it through :class:`MetricsLogger`:
+the keys of an epoch's record (:data:`RECORD_FIELDS`), the scalars of a training point during an
+epoch (:data:`TRAIN_SCALARS`, written at the steps ``loop.train_point_due`` names) and the
+TensorBoard tags of an epoch's record (:data:`EPOCH_SCALARS`).
+
 TensorBoard event files come from ``tensorboardX``, which writes the event protocol buffers itself,
 so no TensorFlow is needed. Only the process that owns the run directory (process 0) writes.
 """
@@ -13,9 +18,46 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from shared_data.training.run_state import EpochSums
+
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
+
+#: The keys of an epoch's ``metrics.jsonl`` record and what they mean (the ``val_`` ones only
+#: after an epoch that validated, ``--eval_every``).
+RECORD_FIELDS: dict[str, str] = {
+    "epoch": "the epoch, 0-based",
+    "step": "optimizer steps done at its end (the global step)",
+    "train_loss": "mean per-example training loss over the epoch (the loss the steps minimised: "
+    "smoothed and, while Mixup is on, mixed targets)",
+    "train_acc": "training accuracy over the epoch (a mixed example credited by its Mixup weights)",
+    "lr": "the LR of the epoch's last step",
+    "mixup": "whether Mixup was on",
+    "time_s": "wall time of the epoch's training, seconds",
+    "val_loss": "mean cross-entropy on the validation clips",
+    "val_acc": "clip accuracy on the validation clips",
+    "val_song_acc": "song accuracy of the mean clip probabilities per song",
+}
+
+#: The TensorBoard scalars of a training point (``loop.train_point_due``: every ``--log_every``
+#: global steps, at a mid-epoch checkpoint and at each epoch's end), at the global step.
+TRAIN_SCALARS: dict[str, str] = {
+    "train/loss": "mean per-example training loss of the steps since the previous point (at most "
+    "--log_every of them, never across an epoch's start)",
+    "train/acc": "training accuracy of the same steps",
+    "train/lr": "the LR of the point's last step",
+}
+
+#: ``metrics.jsonl`` record key -> its TensorBoard tag, written at the epoch's last global step.
+EPOCH_SCALARS: dict[str, str] = {
+    "train_loss": "epoch_train/loss",
+    "train_acc": "epoch_train/acc",
+    "lr": "epoch_lr/lr",
+    "val_loss": "epoch_val/loss",
+    "val_acc": "epoch_val/acc",
+    "val_song_acc": "epoch_val/song_acc",
+}
 
 
 def _jsonable(value: Any) -> Any:
@@ -63,15 +105,18 @@ class MetricsLogger:
 
         self._tb = SummaryWriter(str(self.workdir / TENSORBOARD_DIR))
 
-    def log_scalars(self, step: int, scalars: Mapping[str, float], *, prefix: str) -> None:
-        """TensorBoard scalars ``prefix/name`` at global ``step``."""
-        if self._tb is None:
-            return
-        for name, value in scalars.items():
-            self._tb.add_scalar(f"{prefix}/{name}", float(value), step)
+    def log_train_point(self, step: int, window: EpochSums, lr: float) -> dict[str, float]:
+        """Write a training point's :data:`TRAIN_SCALARS` at global ``step``: ``window`` holds the
+        sums of its steps, ``lr`` the LR of its last one. Returns ``{"loss", "acc", "lr"}`` (what
+        ``Hook.on_scalars`` receives); every process gets them, only the writing one writes."""
+        scalars = {"loss": window.train_loss, "acc": window.train_acc, "lr": float(lr)}
+        if self._tb is not None:
+            for name, value in scalars.items():
+                self._tb.add_scalar(f"train/{name}", value, step)
+        return scalars
 
     def log_epoch(self, record: Mapping[str, Any], *, step: int) -> None:
-        """Append one epoch's record (holding ``epoch``); numeric val_/train_ keys also go to TB."""
+        """Append one epoch's record (:data:`RECORD_FIELDS`) and write its :data:`EPOCH_SCALARS`."""
         if not self.enabled:
             return
         clean = {k: _jsonable(v) for k, v in record.items()}
@@ -79,11 +124,10 @@ class MetricsLogger:
             f.write(json.dumps(clean) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        for key, value in record.items():
-            if isinstance(value, int | float) and key.startswith(("val_", "train_", "lr")):
-                group, _, name = key.partition("_")
-                self.log_scalars(step, {name or group: value}, prefix=f"epoch_{group}")
         if self._tb is not None:
+            for key, tag in EPOCH_SCALARS.items():
+                if key in record:
+                    self._tb.add_scalar(tag, float(record[key]), step)
             self._tb.flush()
 
     def close(self) -> None:

@@ -3,12 +3,15 @@
 API (both training CLIs)::
 
     meta = run_metadata("jax")                        # JSON-able dict, no heavy imports
-    write_run_info(workdir, recipe, "jax", extra={"devices": 8})   # -> <workdir>/recipe.json
+    fields = RunFields(devices=8, processes=1, platform="gpu", ...)
+    write_run_info(workdir, recipe, "jax", extra=fields.to_dict())  # -> <workdir>/recipe.json
     info = read_run_info(workdir)     # RunInfo(recipe, run, path); validated, RunInfoError if not
+    info.fields                       # RunFields, from either backend's recipe.json, old or new
 
 ``recipe.json`` is ``{"recipe": <Recipe.to_dict()>, "run": <run_metadata(...) + extra>}``;
-``Recipe.from_json`` reads it back. Versions come from the installed distributions' metadata,
-so recording them imports neither framework.
+``Recipe.from_json`` reads it back. A training run's extra is :class:`RunFields`, the same keys
+with the same meanings from both backends. Versions come from the installed distributions'
+metadata, so recording them imports neither framework.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shared_data.ensemble.members import DATASET_KEY
 from shared_data.errors import UserError
 
 RECIPE_FILE = "recipe.json"
@@ -112,6 +116,73 @@ class RunInfoError(UserError):
 
 
 @dataclasses.dataclass(frozen=True)
+class RunFields:
+    """What a training run records about itself in ``recipe.json["run"]`` beside
+    :func:`run_metadata`, with the same keys and meanings from both backends.
+
+    Attributes:
+        devices: devices the global batch is split over (JAX: the mesh; torch: one per process).
+        processes: processes of the run (JAX processes; torch DDP ranks).
+        platform: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (torch's CUDA is ``"gpu"``).
+        device_kind: the first device's name (``"NVIDIA H200"``; ``"cpu"``); None when a run
+            written before did not record it.
+        steps_per_epoch: optimizer steps per epoch.
+        train_clips, val_clips: clips in the training split and in the validation fold/split.
+        backend_options: the backend-only flags' values (torch ``{"compile": bool}``; JAX ``{}``).
+        dataset: ``shared_data.ensemble.members.dataset_record`` of the training data (stored
+            under ``DATASET_KEY``), so the run stays usable as an ensemble member; None if absent.
+    """
+
+    devices: int
+    processes: int
+    platform: str
+    device_kind: str | None
+    steps_per_epoch: int
+    train_clips: int
+    val_clips: int
+    backend_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dataset: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``run`` entries both training CLIs write (``write_run_info(..., extra=...)``)."""
+        out = dataclasses.asdict(self)
+        out[DATASET_KEY] = out.pop("dataset")
+        return out
+
+    @classmethod
+    def from_dict(cls, run: dict[str, Any]) -> RunFields:
+        """Read :meth:`to_dict` output, or a ``run`` written before the backends shared it:
+        JAX's ``num_train``/``num_val``, torch's ``world_size``, ``device`` (``"cuda:0"``),
+        ``train_clips``/``val_clips`` and ``compile`` (its ``num_classes`` and ``label_names``
+        are the dataset record's).
+
+        Raises:
+            KeyError, TypeError, ValueError: a field is missing or of the wrong type.
+        """
+        if "world_size" in run:  # torch, before the shared fields
+            device = str(run["device"])
+            return cls(
+                devices=int(run["world_size"]), processes=int(run["world_size"]),
+                platform="gpu" if device.startswith("cuda") else device.split(":")[0],
+                device_kind=None, steps_per_epoch=int(run["steps_per_epoch"]),
+                train_clips=int(run["train_clips"]), val_clips=int(run["val_clips"]),
+                backend_options={"compile": bool(run.get("compile", False))},
+                dataset=run.get(DATASET_KEY),
+            )  # fmt: skip
+        old_jax = "num_train" in run  # JAX, before the shared fields
+        return cls(
+            devices=int(run["devices"]), processes=int(run["processes"]),
+            platform=str(run["platform"]),
+            device_kind=None if run.get("device_kind") is None else str(run["device_kind"]),
+            steps_per_epoch=int(run["steps_per_epoch"]),
+            train_clips=int(run["num_train" if old_jax else "train_clips"]),
+            val_clips=int(run["num_val" if old_jax else "val_clips"]),
+            backend_options=dict(run.get("backend_options") or {}),
+            dataset=run.get(DATASET_KEY),
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
 class RunInfo:
     """A validated ``recipe.json``: ``recipe`` (a :class:`~shared_data.training.recipe.Recipe`),
     ``run`` (the run metadata dict) and ``path`` (the file)."""
@@ -127,7 +198,20 @@ class RunInfo:
     @property
     def dataset(self) -> dict[str, Any] | None:
         """The stored dataset record (label names, statistics, ...), None for older runs."""
-        return self.run.get("dataset")
+        return self.run.get(DATASET_KEY)
+
+    @property
+    def fields(self) -> RunFields:
+        """The run's :class:`RunFields`, whichever backend (and format) wrote them.
+
+        Raises:
+            RunInfoError: the file holds no such fields (it was not written by a training run).
+        """
+        try:
+            return RunFields.from_dict(self.run)
+        except (KeyError, TypeError, ValueError) as err:
+            why = f"lacks the fields a training run writes ({err!r})"
+            raise _field_error(self.path, "run", why) from err
 
 
 def _field_error(path: Path, field: str, problem: str) -> RunInfoError:

@@ -28,3 +28,14 @@ def scalars(workdir: Path, tag: str) -> dict[int, float]:
                 if value.tag == tag:
                     found[int(event.step)] = float(value.simple_value)
     return found
+
+
+def tags(workdir: Path) -> set[str]:
+    """Every scalar tag in the event files of ``workdir/tensorboard``."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    found: set[str] = set()
+    for path in sorted((Path(workdir) / "tensorboard").glob("events.out.tfevents.*")):
+        for payload in tf_records(path):
+            found.update(value.tag for value in Event.FromString(payload).summary.value)
+    return found
