@@ -12,13 +12,13 @@ Prints a progress bar and a summary (from the report the build returns), and wri
 files are reported and skipped; ``--strict`` fails on any, on a label left without songs, and on a
 near-silent stem. An interrupted build resumes from its song cache when run again. User errors
 exit with 2, a full disk or an unwritable ``--data_dir`` too, with one message naming the folder
-and the fix.
+and the fix (the wording of :func:`shared_data.destinations.write_failure`); a ``--gallery`` that
+cannot be written is refused before any audio is read.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 
 from shared_data.cli import run_main
 from shared_data.dataset.folds import DEFAULT_FOLD_METHOD, DEFAULT_FOLDS, FOLD_METHODS
+from shared_data.destinations import WRITE_ERRORS, check_file_destination, write_failure
 from shared_data.errors import DataError
 
 MAX_LISTED_REJECTIONS = 20
@@ -247,32 +248,24 @@ def _stem_line(stem: str, p: dict[str, Any], threshold: float) -> str:
     return line
 
 
-# errno -> (what happened, the fix) for a write that fails during a build.
-_WRITE_ERRORS = {
-    errno.ENOSPC: ("no space left on the device", "free some space or pass another --data_dir"),
-    errno.EDQUOT: ("disk quota exceeded", "free some space or pass another --data_dir"),
-    errno.EACCES: ("permission denied", "pass a --data_dir you can write to"),
-    errno.EPERM: ("operation not permitted", "pass a --data_dir you can write to"),
-    errno.EROFS: ("read-only file system", "pass a --data_dir on a writable disk"),
-}
-
-
 def _write_error(err: OSError, data_dir: str) -> DataError | None:
-    """A one-line :class:`DataError` for a failed write under ``data_dir``, or None when ``err``
-    is not one of :data:`_WRITE_ERRORS` (then it is a bug, and its traceback is wanted)."""
-    if err.errno not in _WRITE_ERRORS:
+    """A one-line :class:`DataError` for a failed write under ``data_dir`` (the wording of
+    :func:`shared_data.destinations.write_failure`), or None when ``err`` is not one of its
+    :data:`~shared_data.destinations.WRITE_ERRORS` (then it is a bug, and its traceback is
+    wanted)."""
+    if err.errno not in WRITE_ERRORS:
         return None
-    what, fix = _WRITE_ERRORS[err.errno]
-    where = f" ({err.filename})" if err.filename else ""
     return DataError(
-        f"the build stopped: {what} while writing under --data_dir={data_dir}{where}; {fix}. "
-        "Finished songs are cached: the same command resumes the build"
+        f"the build stopped: {write_failure(err, '--data_dir', data_dir)}. Finished songs are "
+        "cached: the same command resumes the build"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, build (or reuse) the dataset, print the summary; 0 on success."""
     args = build_parser().parse_args(argv)
+    if args.gallery:
+        check_file_destination(args.gallery, "--gallery")  # before any audio is read
     import tensorflow_datasets as tfds
 
     from shared_data.dataset.builder import build_dataset
