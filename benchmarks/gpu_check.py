@@ -265,7 +265,8 @@ def render(doc: dict[str, Any]) -> str:
     lines += ["| model | batches | JAX / torch eager | JAX / torch.compile |", "|---|---|---|---|"]
     for r in doc["ratios_largest_batch"]:
         batches = ", ".join(f"{k} {v}" for k, v in r["batch_sizes"].items())
-        cells = [report._fmt(r[k], ".2f") for k in ("jax_over_torch", "jax_over_torch_compile")]
+        keys = ("jax_over_torch", "jax_over_torch_compile")
+        cells = [report.format_cell(r[k], ".2f") for k in keys]
         lines.append(f"| {r['model']} | {batches} | {cells[0]} | {cells[1]} |")
     if doc.get("input", {}).get("rows"):
         from benchmarks.input_pipeline import markdown

@@ -134,7 +134,7 @@ def input_rate(backend: str, source: Sequence, workers: int, batch: int, cfg: di
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
         persistent_workers=workers > 0, prefetch_factor=2 if workers else None,
-        collate_fn=torch_data._as_batch,
+        collate_fn=torch_data.as_batch,
     )  # fmt: skip
 
     def wait(b: Any) -> None:

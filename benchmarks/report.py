@@ -128,7 +128,8 @@ def _ratio(rows: dict[str, dict[str, Any]], num: str, den: str, field: str) -> f
     return a / b if a and b else None
 
 
-def _fmt(value: Any, spec: str, missing: str = "—") -> str:
+def format_cell(value: Any, spec: str, missing: str = "—") -> str:
+    """``value`` formatted with ``spec`` for a table cell; ``missing`` when it is None."""
     return missing if value is None else format(value, spec)
 
 
@@ -149,7 +150,7 @@ def results_markdown(results: Sequence[dict[str, Any]], device_kind: str = "cpu"
             f"| {r['train_samples_per_s']:.3g} | {r['infer_samples_per_s']:.3g} "
             f"| {r['step_ms_median']:.0f} | {r['step_ms_p90']:.0f} | {r['compile_s']:.1f} "
             f"| {r['peak_mem_bytes'] / 2**20:.0f} | {r['flops_per_sample'] / 1e9:.2f} | {mfu} |"
-            + (f" {_fmt(r.get('train_samples_per_cpu_s'), '.3g')} |" if cpu else "")
+            + (f" {format_cell(r.get('train_samples_per_cpu_s'), '.3g')} |" if cpu else "")
         )
     return "\n".join(lines)
 
@@ -162,7 +163,7 @@ def ratios_markdown(rows: Sequence[dict[str, Any]], *, cpu_time: bool = False) -
     labels = " | ".join(label for _, label in keys)
     lines = [f"| model | prec | batch | {labels} |", "|" + "---|" * (3 + len(keys))]
     for r in rows:
-        cells = " | ".join(_fmt(r.get(key), ".2f") for key, _ in keys)
+        cells = " | ".join(format_cell(r.get(key), ".2f") for key, _ in keys)
         lines.append(f"| {r['model']} | {r['precision']} | {r['batch_size']} | {cells} |")
     return "\n".join(lines)
 

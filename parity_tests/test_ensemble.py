@@ -49,7 +49,7 @@ import pytest
 from jax_impl import ensemble as jax_ensemble
 from shared_data.audio.decode import write_wav
 from shared_data.corpus.synthetic import SAMPLE_RATE, generate_song
-from shared_data.dataset.builder import open_dataset
+from shared_data.dataset.opened import open_dataset
 from shared_data.ensemble import core
 from shared_data.ensemble import evaluation as ev
 from shared_data.ensemble.predict import SongPrediction, predict_files

@@ -28,7 +28,9 @@ from jax_impl import schedule as jax_schedule
 from jax_impl import train as jax_train
 from jax_impl import train_step as ts
 from shared_data.dataset import splits
-from shared_data.dataset.builder import VocalMelsConfig, build_dataset, open_dataset
+from shared_data.dataset.builder import build_dataset
+from shared_data.dataset.configs import VocalMelsConfig
+from shared_data.dataset.opened import open_dataset
 from shared_data.training.recipe import Recipe
 from shared_data.training.split import load_training_data
 from torch_ref import augment as torch_augment

@@ -17,7 +17,8 @@ import pytest
 from shared_data.audio.decode import write_wav
 from shared_data.dataset import builder as B
 from shared_data.dataset.build_cli import main as build_main
-from shared_data.dataset.builder import build_dataset, open_dataset
+from shared_data.dataset.builder import build_dataset
+from shared_data.dataset.opened import open_dataset
 from shared_data.dataset.stage import BEAM_INSTALL, beam_argv
 from shared_data.errors import DataError
 from tests.support.builder_inputs import load_report
@@ -62,7 +63,8 @@ NO_FLAGS = textwrap.dedent(
     """
     import sys
     from shared_data.corpus.synthetic import GENRES
-    from shared_data.dataset.builder import VocalMelsConfig, build_dataset
+    from shared_data.dataset.builder import build_dataset
+    from shared_data.dataset.configs import VocalMelsConfig
     cfg = VocalMelsConfig(name="synthetic_tiny", source="synthetic", songs_per_genre=1,
                           seconds=3.0, genres=tuple(GENRES[:2]))
     build_dataset(sys.argv[1], cfg, progress=False, separator="none", stem="mix")

@@ -85,3 +85,18 @@ def test_strict_build_fails_with_exit_2_listing_files(tmp_path: Path, capsys) ->
     assert "--strict: 3 of 7 input files were rejected" in err
     assert "stray.wav: not inside a label folder" in err
     assert "Traceback" not in err
+
+
+def test_an_unwritable_gallery_is_refused_before_anything_is_built(tmp_path: Path, capsys) -> None:
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    gallery = a_file / "gallery.png"
+    argv = ["--config=synthetic_small", f"--data_dir={tmp_path / 'data'}", "--separator=none",
+            f"--gallery={gallery}", "--no_progress"]  # fmt: skip
+    code, out, err = _run_in_process(argv, capsys)
+    assert code == 2 and out == ""
+    assert (
+        err
+        == f"error: --gallery={gallery}: {a_file} is a file, not a folder; pass another --gallery\n"
+    )
+    assert not (tmp_path / "data").exists()  # no dataset, no song cache, no folder made

@@ -13,9 +13,11 @@ import pytest
 from shared_data.cli import run_main
 from shared_data.corpus.synthetic import GENRES, generate_song
 from shared_data.dataset import build_cli
-from shared_data.dataset.builder import VocalMelsConfig, build_dataset, open_dataset
+from shared_data.dataset.builder import build_dataset
 from shared_data.dataset.cache import SongCache
+from shared_data.dataset.configs import VocalMelsConfig
 from shared_data.dataset.folds import assign_fold
+from shared_data.dataset.opened import open_dataset
 from shared_data.dataset.presence import NEAR_SILENT_DB
 from shared_data.errors import DataError
 from shared_data.separation import registry as separation

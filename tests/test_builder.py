@@ -15,15 +15,18 @@ import numpy as np
 import pytest
 
 from shared_data.audio.decode import load_audio, write_wav
-from shared_data.dataset.builder import (
+from shared_data.dataset.builder import build_dataset
+from shared_data.dataset.configs import (
     DATASET_VERSION,
+    METADATA_FORMAT,
+    METADATA_KEYS,
     UNLABELLED,
     VocalMelsConfig,
-    build_dataset,
-    open_dataset,
+    separation_backend_of,
 )
 from shared_data.dataset.features import FeatureParams, song_to_mels
 from shared_data.dataset.folds import stratified_folds
+from shared_data.dataset.opened import open_dataset
 from shared_data.errors import DataError
 from shared_data.paths import default_data_dir
 from shared_data.separation import registry as separation
@@ -56,7 +59,8 @@ def _quiet(**kw):
 ROUND_TRIP = textwrap.dedent(
     """
     import json, sys
-    from shared_data.dataset.builder import build_dataset, open_dataset
+    from shared_data.dataset.builder import build_dataset
+    from shared_data.dataset.opened import open_dataset
     b = build_dataset(sys.argv[1], "synthetic_small", progress=False, separator="none", stem="mix")
     ds = open_dataset(sys.argv[1], "synthetic_small")
     src = ds.source("train", stem="mix")
@@ -129,6 +133,52 @@ def test_metadata_is_stored_and_correct(small_dir: Path) -> None:
     assert len(meta["checksums"]) == meta["files_seen"] == meta["files_ok"]
     assert all(len(h) == 64 and int(h, 16) >= 0 for h in meta["checksums"].values())
     assert meta["num_clips"] == {"train": ds.num_examples("train"), "test": 0}
+    # The separation backend has its own key, apart from a run's training backend.
+    assert meta["separation_backend"] == ds.separation_backend == "auto" and "backend" not in meta
+    assert set(meta) == {*METADATA_KEYS, "format", "build_report"}
+    assert meta["format"] == METADATA_FORMAT == 2
+    # What a rebuild compares keeps the keys of earlier versions, so their datasets still match.
+    assert sorted(meta["settings"]) == [
+        "config", "fold_method", "folds", "separator", "separator_info", "stems",
+    ]  # fmt: skip
+
+
+def test_metadata_and_reports_written_before_the_rename_still_name_the_separation_backend(
+    small_dir: Path, tmp_path: Path
+) -> None:
+    """Format 1 called the separation backend ``backend``."""
+    from types import SimpleNamespace
+
+    from shared_data.dataset import build_cli
+    from shared_data.dataset.opened import OpenedDataset
+
+    old = {"separator": "spleeter", "backend": "torch", "stems": ["vocals"]}
+    assert separation_backend_of(old) == "torch"
+    assert separation_backend_of({"separation_backend": "jax", "backend": "torch"}) == "jax"
+    assert separation_backend_of({}) is None
+    fake = SimpleNamespace(info=SimpleNamespace(metadata=old))
+    assert OpenedDataset(path=tmp_path, config="folder", builder=fake).separation_backend == "torch"
+    ds = open_dataset(small_dir, "synthetic_small")
+    report = load_report(ds.report_path)
+    assert report["separation_backend"] == "auto" and "backend" not in report
+    # A report of that time also had no ``separation`` line: the summary falls back to the key.
+    older = {k: v for k, v in report.items() if k not in ("separation", "separation_backend")}
+    summary = build_cli.format_summary(
+        {**older, "backend": "torch"}, ds.metadata, dataset_path=ds.path,
+        report_path=ds.report_path, reused=True, seconds=0.0,
+    )  # fmt: skip
+    assert "  separator none (backend torch), stems mix, 5 folds (stratified)" in summary
+
+
+def test_the_builder_returns_the_report_it_wrote_and_a_reused_one(tmp_path: Path) -> None:
+    built = build_dataset(tmp_path, _tiny(), **_quiet())
+    assert not built.reused_existing
+    assert built.report == load_report(built.report_path)
+    assert built.report["files_seen"] == 4 and built.report["clips"]["train"] == {
+        name: 4 for name in built.info.features["label"].names
+    }
+    again = build_dataset(tmp_path, _tiny(), **_quiet())
+    assert again.reused_existing and again.report == built.report
 
 
 # ---------------------------------------------------------------- determinism and resume
@@ -169,6 +219,7 @@ KILL_AFTER_TWO_SONGS = textwrap.dedent(
     """
     import os, signal, sys
     from shared_data.dataset import builder as B
+    from shared_data.dataset.configs import VocalMelsConfig
     from shared_data.corpus.synthetic import GENRES
     done = []
     original = B.VocalMels._featurise
@@ -178,8 +229,8 @@ KILL_AFTER_TWO_SONGS = textwrap.dedent(
         done.append(1)
         return original(self, wave, separator)
     B.VocalMels._featurise = featurise
-    cfg = B.VocalMelsConfig(name="synthetic_tiny", source="synthetic", songs_per_genre=2,
-                            seconds=4.0, genres=tuple(GENRES[:2]))
+    cfg = VocalMelsConfig(name="synthetic_tiny", source="synthetic", songs_per_genre=2,
+                          seconds=4.0, genres=tuple(GENRES[:2]))
     B.build_dataset(sys.argv[1], cfg, progress=False, separator="none", stem="mix")
     """
 )

@@ -22,8 +22,10 @@ import pytest
 
 from shared_data.dataset import gtzan
 from shared_data.dataset.build_cli import main as build_main
-from shared_data.dataset.builder import VocalMelsConfig, build_dataset, open_dataset
+from shared_data.dataset.builder import build_dataset
+from shared_data.dataset.configs import VocalMelsConfig
 from shared_data.dataset.features import FeatureParams
+from shared_data.dataset.opened import open_dataset
 from shared_data.dataset.split_source import NO_FOLD
 from shared_data.errors import DataError
 from shared_data.training.recipe import Recipe

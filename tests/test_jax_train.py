@@ -23,7 +23,7 @@ from jax_impl import train as train_lib
 from jax_impl import train_step as ts
 from shared_data.cli import run_main
 from shared_data.dataset import splits
-from shared_data.dataset.builder import open_dataset
+from shared_data.dataset.opened import open_dataset
 from shared_data.ensemble.members import DATASET_KEY, dataset_record
 from shared_data.errors import UserError
 from shared_data.training import cross_validation as cv_folds

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared_data.dataset import builder
+from shared_data.dataset import opened as opened_module
 from shared_data.dataset.features import FeatureParams
 from shared_data.ensemble.evaluation import default_fold
 from shared_data.ensemble.members import (
@@ -60,7 +60,7 @@ def test_without_a_recorded_dataset_the_dataset_itself_is_read(tmp_path, monkeyp
         mel_stats=lambda stem: {"mix": (-20.0, 15.0)}[stem],
     )
     opened = []
-    monkeypatch.setattr(builder, "open_dataset", lambda d, c: opened.append((d, c)) or fake)
+    monkeypatch.setattr(opened_module, "open_dataset", lambda d, c: opened.append((d, c)) or fake)
     info = read_member(make_run(tmp_path / "a", data_dir=str(tmp_path / "data")))
     assert opened == [(str(tmp_path / "data"), "synthetic_small")]
     assert info.stem == "mix" and info.label_names == tuple(LABELS)

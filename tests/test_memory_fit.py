@@ -17,7 +17,7 @@ from jax_impl import memory_fit as jax_fit
 from jax_impl import train_step as ts
 from jax_impl.schedule import make_schedule
 from shared_data.cli import run_main
-from shared_data.dataset.builder import open_dataset
+from shared_data.dataset.opened import open_dataset
 from shared_data.errors import DataError
 from shared_data.training import memory_fit
 from shared_data.training.loop import TrainingError

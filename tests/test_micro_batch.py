@@ -248,7 +248,7 @@ def test_torch_resnet18_still_fits_the_synthetic_clips_with_micro_batches(torch_
     """8 clips of the tiny synthetic corpus in 2 micro-batches of 4 (BatchNorm over 4 rows),
     the recipe's AdamW at 1e-3, no augmentation: 3 steps take the loss from chance (ln 3 = 1.1)
     to below a tenth of it and every clip right (measured: 1.10, 0.18, 0.02)."""
-    from shared_data.dataset.builder import open_dataset
+    from shared_data.dataset.opened import open_dataset
     from shared_data.training.split import load_training_data
     from tests.support.tiny_runs import tiny_recipe
 

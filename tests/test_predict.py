@@ -21,7 +21,8 @@ import soundfile as sf
 from jax_impl import predict as jax_predict
 from shared_data.audio.decode import write_wav
 from shared_data.corpus.synthetic import SAMPLE_RATE, generate_song
-from shared_data.dataset.builder import build_dataset, open_dataset
+from shared_data.dataset.builder import build_dataset
+from shared_data.dataset.opened import open_dataset
 from shared_data.ensemble import predict as predict_songs
 from shared_data.ensemble.members import DATASET_KEY, MemberError, dataset_record
 from shared_data.errors import DataError

@@ -27,8 +27,9 @@ import pytest
 
 from shared_data.corpus.synthetic import generate_song
 from shared_data.dataset import build_cli
-from shared_data.dataset.builder import VocalMelsConfig, build_dataset
+from shared_data.dataset.builder import build_dataset
 from shared_data.dataset.cache import cache_key
+from shared_data.dataset.configs import VocalMelsConfig
 from shared_data.dataset.reuse import separation_flags
 from shared_data.errors import DataError
 from shared_data.separation import registry as separation

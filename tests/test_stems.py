@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from shared_data.corpus.synthetic import GENRES, generate_song
-from shared_data.dataset.builder import build_dataset, open_dataset
+from shared_data.dataset.builder import build_dataset
 from shared_data.dataset.configs import VocalMelsConfig
 from shared_data.dataset.features import FeatureParams, song_to_mels
+from shared_data.dataset.opened import open_dataset
 from shared_data.dataset.presence import near_silent
 from shared_data.ensemble import core, fusion
 from shared_data.ensemble import evaluation as ev

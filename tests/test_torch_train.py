@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from shared_data.dataset import splits
-from shared_data.dataset.builder import open_dataset
+from shared_data.dataset.opened import open_dataset
 from shared_data.ensemble.members import DATASET_KEY, dataset_record
 from shared_data.errors import DataError, UserError
 from shared_data.training import cross_validation as cv_folds

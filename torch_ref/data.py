@@ -73,7 +73,7 @@ class MelDataset(Dataset):
         )
 
 
-def _as_batch(batch: Batch) -> Batch:
+def as_batch(batch: Batch) -> Batch:
     """``collate_fn``: :meth:`MelDataset.__getitems__` already returns the batch."""
     return batch
 
@@ -123,7 +123,7 @@ def _loader_options(recipe: Any, pin_memory: bool) -> dict[str, Any]:
         "pin_memory": pin_memory,
         "persistent_workers": workers > 0,
         "prefetch_factor": 2 if workers > 0 else None,
-        "collate_fn": _as_batch,
+        "collate_fn": as_batch,
     }
 
 

@@ -17,7 +17,7 @@ from flax import nnx
 
 from jax_impl.models.layers import BatchNorm, Dtype, conv2d, kaiming_normal_fan_out, linear
 from jax_impl.models.registry import register_model
-from jax_impl.models.resnet import BasicBlock, ResNet, _shortcut
+from jax_impl.models.resnet import BasicBlock, ResNet, shortcut
 
 REDUCTION = 16
 SPATIAL_KERNEL = 7
@@ -87,7 +87,7 @@ class CBAMBasicBlock(BasicBlock):
     def __call__(self, x: jax.Array) -> jax.Array:
         out = jax.nn.relu(self.bn1(self.conv1(x)))
         out = self.cbam(self.bn2(self.conv2(out)))
-        return jax.nn.relu(out + _shortcut(self.downsample, x))
+        return jax.nn.relu(out + shortcut(self.downsample, x))
 
 
 @register_model("cbam_resnet18")

@@ -60,7 +60,7 @@ class BasicBlock(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         out = nnx.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return nnx.relu(out + _shortcut(self.downsample, x))
+        return nnx.relu(out + shortcut(self.downsample, x))
 
 
 class Bottleneck(nnx.Module):
@@ -95,7 +95,7 @@ class Bottleneck(nnx.Module):
         out = nnx.relu(self.bn1(self.conv1(x)))
         out = nnx.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return nnx.relu(out + _shortcut(self.downsample, x))
+        return nnx.relu(out + shortcut(self.downsample, x))
 
 
 def _downsample(
@@ -108,7 +108,9 @@ def _downsample(
     return nnx.List([conv, BatchNorm(outplanes, **kw)])
 
 
-def _shortcut(downsample: nnx.List[nnx.Module] | None, x: jax.Array) -> jax.Array:
+def shortcut(downsample: nnx.List[nnx.Module] | None, x: jax.Array) -> jax.Array:
+    """A residual block's skip path: ``x`` ``[B, H, W, C]`` itself, or through ``downsample``
+    (1x1 conv + BatchNorm, from ``_downsample``) where the block changes its shape."""
     if downsample is None:
         return x
     conv, bn = downsample

@@ -7,18 +7,18 @@ Examples::
     python -m shared_data.build --config=gtzan --input=~/gtzan --data_dir=data   # fault-filtered
     python -m shared_data.build --config=csv --input=train.csv --data_dir=data --strict
 
-Prints a progress bar and a summary, and writes ``build_report.json`` (every input file with its
-status and reason) in the dataset folder. Bad files are reported and skipped; ``--strict`` fails on
-any, on a label left without songs, and on a near-silent stem. An interrupted build resumes from its
-song cache when run again. User errors exit with 2, a full disk or an unwritable ``--data_dir``
-too, with one message naming the folder and the fix.
+Prints a progress bar and a summary (from the report the build returns), and writes
+``build_report.json`` (every input file with its status and reason) in the dataset folder. Bad
+files are reported and skipped; ``--strict`` fails on any, on a label left without songs, and on a
+near-silent stem. An interrupted build resumes from its song cache when run again. User errors
+exit with 2, a full disk or an unwritable ``--data_dir`` too, with one message naming the folder
+and the fix (the wording of :func:`shared_data.destinations.write_failure`); a ``--gallery`` that
+cannot be written is refused before any audio is read.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 
 from shared_data.cli import run_main
 from shared_data.dataset.folds import DEFAULT_FOLD_METHOD, DEFAULT_FOLDS, FOLD_METHODS
+from shared_data.destinations import WRITE_ERRORS, check_file_destination, write_failure
 from shared_data.errors import DataError
 
 MAX_LISTED_REJECTIONS = 20
@@ -33,13 +34,8 @@ MAX_LISTED_REJECTIONS = 20
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line flags (defaults shown in ``--help``)."""
-    from shared_data.dataset.configs import (
-        CONFIG_NAMES,
-        DEFAULT_SEPARATOR,
-    )
-    from shared_data.dataset.split_source import SPLIT_SOURCES
+    from shared_data.dataset.configs import CONFIG_NAMES
     from shared_data.paths import DATA_DIR_RULE, default_data_dir
-    from shared_data.separation.registry import PRECISIONS, SEPARATION_BACKENDS, STEM_CHOICES
 
     p = argparse.ArgumentParser(
         prog="python -m shared_data.build",
@@ -59,6 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(default_data_dir()),
         help=f"dataset root: {DATA_DIR_RULE} (here %(default)s)",
     )
+    _add_separation_flags(p)
+    _add_split_flags(p)
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail if any input file is rejected, a label has no accepted song, or the stem is "
+        "near-silent in too many songs",
+    )
+    _add_output_flags(p)
+    _add_beam_flags(p)
+    return p
+
+
+def _add_separation_flags(p: argparse.ArgumentParser) -> None:
+    from shared_data.dataset.configs import DEFAULT_SEPARATOR
+    from shared_data.separation.registry import PRECISIONS, SEPARATION_BACKENDS, STEM_CHOICES
+
     p.add_argument(
         "--separator", default=DEFAULT_SEPARATOR, help="none|spleeter (default %(default)s)"
     )
@@ -88,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="precision of the separator's networks; bf16 stems never share a dataset with fp32 "
         "ones (default %(default)s: the fastest measured path here)",
     )
+
+
+def _add_split_flags(p: argparse.ArgumentParser) -> None:
+    from shared_data.dataset.split_source import SPLIT_SOURCES
+
     p.add_argument(
         "--folds", type=int, default=DEFAULT_FOLDS, help="song-grouped folds (default %(default)s)"
     )
@@ -105,15 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(--config=gtzan only, its default); kfold: one train split with song-grouped folds "
         "(every other config's default)",
     )
-    p.add_argument(
-        "--strict",
-        action="store_true",
-        help="fail if any input file is rejected, a label has no accepted song, or the stem is "
-        "near-silent in too many songs",
-    )
-    _add_output_flags(p)
-    _add_beam_flags(p)
-    return p
 
 
 def _add_beam_flags(p: argparse.ArgumentParser) -> None:
@@ -152,6 +161,7 @@ def format_summary(
     seconds: float,
 ) -> str:
     """The human summary of a build, from its report and metadata."""
+    from shared_data.dataset.configs import separation_backend_of
     from shared_data.dataset.split_source import summary_line
 
     rows = report["files"]
@@ -167,7 +177,9 @@ def format_summary(
         if reused
         else f"{report['dataset']}: built in {seconds:.1f} s"
     )
-    separation = report.get("separation") or f"{report['separator']} (backend {report['backend']})"
+    separation = report.get("separation") or (
+        f"{report['separator']} (backend {separation_backend_of(report)})"
+    )
     fixed = summary_line(report.get("split"))  # None unless the splits come from fixed lists
     folds = f"{report['folds']} folds ({report.get('fold_method', 'hash')})"
     lines = [
@@ -187,6 +199,14 @@ def format_summary(
         ),
         *_presence_lines(report.get("stem_presence")),
     ]
+    lines += _problem_lines(report)
+    lines += [f"  dataset: {dataset_path}", f"  report:  {report_path}"]
+    return "\n".join(lines)
+
+
+def _problem_lines(report: dict[str, Any]) -> list[str]:
+    """Summary lines for the labels left out, the presence warnings and the rejected files."""
+    lines = []
     dropped = report.get("labels_without_songs") or {}
     if dropped:
         lines.append(
@@ -195,14 +215,13 @@ def format_summary(
         )
     for warning in (report.get("stem_presence") or {}).get("warnings", []):
         lines.append(f"  warning: {warning}")
-    rejected = [r for r in rows if r["status"] == "rejected"]
+    rejected = [r for r in report["files"] if r["status"] == "rejected"]
     if rejected:
         lines.append(f"  rejected files ({len(rejected)}):")
         lines += [f"    {r['path']}: {r['reason']}" for r in rejected[:MAX_LISTED_REJECTIONS]]
         if len(rejected) > MAX_LISTED_REJECTIONS:
             lines.append(f"    ... {len(rejected) - MAX_LISTED_REJECTIONS} more in the report")
-    lines += [f"  dataset: {dataset_path}", f"  report:  {report_path}"]
-    return "\n".join(lines)
+    return lines
 
 
 def _presence_lines(check: dict[str, Any] | None) -> list[str]:
@@ -229,32 +248,24 @@ def _stem_line(stem: str, p: dict[str, Any], threshold: float) -> str:
     return line
 
 
-# errno -> (what happened, the fix) for a write that fails during a build.
-_WRITE_ERRORS = {
-    errno.ENOSPC: ("no space left on the device", "free some space or pass another --data_dir"),
-    errno.EDQUOT: ("disk quota exceeded", "free some space or pass another --data_dir"),
-    errno.EACCES: ("permission denied", "pass a --data_dir you can write to"),
-    errno.EPERM: ("operation not permitted", "pass a --data_dir you can write to"),
-    errno.EROFS: ("read-only file system", "pass a --data_dir on a writable disk"),
-}
-
-
 def _write_error(err: OSError, data_dir: str) -> DataError | None:
-    """A one-line :class:`DataError` for a failed write under ``data_dir``, or None when ``err``
-    is not one of :data:`_WRITE_ERRORS` (then it is a bug, and its traceback is wanted)."""
-    if err.errno not in _WRITE_ERRORS:
+    """A one-line :class:`DataError` for a failed write under ``data_dir`` (the wording of
+    :func:`shared_data.destinations.write_failure`), or None when ``err`` is not one of its
+    :data:`~shared_data.destinations.WRITE_ERRORS` (then it is a bug, and its traceback is
+    wanted)."""
+    if err.errno not in WRITE_ERRORS:
         return None
-    what, fix = _WRITE_ERRORS[err.errno]
-    where = f" ({err.filename})" if err.filename else ""
     return DataError(
-        f"the build stopped: {what} while writing under --data_dir={data_dir}{where}; {fix}. "
-        "Finished songs are cached: the same command resumes the build"
+        f"the build stopped: {write_failure(err, '--data_dir', data_dir)}. Finished songs are "
+        "cached: the same command resumes the build"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, build (or reuse) the dataset, print the summary; 0 on success."""
     args = build_parser().parse_args(argv)
+    if args.gallery:
+        check_file_destination(args.gallery, "--gallery")  # before any audio is read
     import tensorflow_datasets as tfds
 
     from shared_data.dataset.builder import build_dataset
@@ -287,10 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if user_error is None:
             raise
         raise user_error from None
-    report = json.loads(builder.report_path.read_text())
     print(
         format_summary(
-            report,
+            builder.report,
             dict(builder.info.metadata),
             dataset_path=Path(builder.data_path),
             report_path=builder.report_path,

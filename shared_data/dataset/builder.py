@@ -1,11 +1,15 @@
 """The TFDS dataset builder ``vocal_mels``: songs -> separated stem -> 3-s log-mel clips.
 
 Written as ``array_record`` and read back with ``builder.as_data_source()``; neither step imports
-TensorFlow. Both backends read the same records (``docs/design.md``). The pieces live in
-:mod:`~shared_data.dataset.configs` (constants, :class:`VocalMelsConfig`, :data:`CONFIGS`),
-:mod:`~shared_data.dataset.songs` (per-song processing), :mod:`~shared_data.dataset.presence`
-(the stem-presence check), :mod:`~shared_data.dataset.report` (report and metadata) and
-:mod:`~shared_data.dataset.opened` (:func:`open_dataset`); this module keeps their public names.
+TensorFlow. Both backends read the same records (``docs/design.md``). This module is the TFDS
+class and :func:`build_dataset`; the pieces it drives live in
+:mod:`~shared_data.dataset.settings` (the build's flags, resolved once into a
+:class:`~shared_data.dataset.settings.BuildSettings`), :mod:`~shared_data.dataset.listing` (the
+songs a build reads), :mod:`~shared_data.dataset.songs` (per-song processing),
+:mod:`~shared_data.dataset.outcome` (report, splits, folds and metadata from the processed songs),
+:mod:`~shared_data.dataset.reuse` (whether an existing dataset may be reused) and
+:mod:`~shared_data.dataset.report`; a built dataset is opened with
+:func:`shared_data.dataset.opened.open_dataset`.
 
 Records, splits and metadata: see :mod:`shared_data.dataset.configs`.
 
@@ -45,65 +49,31 @@ import tensorflow_datasets as tfds
 from etils import epath
 from tensorflow_datasets.core import utils as tfds_utils
 
-from shared_data.dataset import gtzan, presence, split_source
-from shared_data.dataset import inputs as inputs_lib
+from shared_data.dataset import split_source
 from shared_data.dataset.cache import CACHE_DIRNAME, SongCache
 from shared_data.dataset.configs import (
-    CONFIG_NAMES,
     CONFIGS,
     DATASET_VERSION,
     DEFAULT_SEPARATOR,
-    DEFAULT_STEM,
-    METADATA_FORMAT,
-    METADATA_KEYS,
     NAME,
     REPORT_NAME,
-    SEPARATION_SR,
-    SOURCES,
     UNLABELLED,
     VocalMelsConfig,
     config_for,
-    json_normal,
     record_features,
 )
-from shared_data.dataset.folds import (
-    DEFAULT_FOLD_METHOD,
-    DEFAULT_FOLDS,
-    song_folds,
-    validate_k,
-    validate_method,
-)
-from shared_data.dataset.listing import list_inputs
-from shared_data.dataset.opened import OpenedDataset, build_command, dataset_dir, open_dataset
+from shared_data.dataset.folds import DEFAULT_FOLD_METHOD, DEFAULT_FOLDS
+from shared_data.dataset.listing import MANUAL_INSTRUCTIONS, BuildInputs, build_inputs, input_root
+from shared_data.dataset.opened import dataset_dir
+from shared_data.dataset.outcome import settle
 from shared_data.dataset.records import store_uncompressed
-from shared_data.dataset.report import (
-    accepted_labels,
-    build_report,
-    metadata,
-    refuse_or_warn,
-    report_head,
-)
-from shared_data.dataset.reuse import check_existing, remove_stale_incomplete
-from shared_data.dataset.songs import Song, SongSettings, entry_clips, process_songs
-from shared_data.dataset.stage import StageSpec, clip_fields, featurise_song, require_beam
-from shared_data.dataset.stems import parse_stems, resolve_stems
+from shared_data.dataset.report import report_head, write_json
+from shared_data.dataset.reuse import check_inputs, check_settings, remove_stale_incomplete
+from shared_data.dataset.settings import resolve_settings
+from shared_data.dataset.songs import Processed, Song, entry_clips, process_songs
+from shared_data.dataset.stage import clip_fields, featurise_song, require_beam
 from shared_data.errors import DataError
 from shared_data.paths import default_data_dir
-from shared_data.separation.registry import get_separator
-
-# The public names other code imports from here, wherever they are defined now.
-__all__ = [
-    "CONFIGS", "CONFIG_NAMES", "DATASET_VERSION", "DEFAULT_SEPARATOR", "DEFAULT_STEM",
-    "METADATA_FORMAT", "METADATA_KEYS", "NAME", "REPORT_NAME", "SEPARATION_SR", "SOURCES",
-    "UNLABELLED", "OpenedDataset", "VocalMels", "VocalMelsConfig", "build_command",
-    "build_dataset", "dataset_dir", "open_dataset",
-]  # fmt: skip
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 class VocalMels(tfds.core.GeneratorBasedBuilder):
@@ -118,12 +88,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
     }
     BUILDER_CONFIGS = list(CONFIGS)
     DEFAULT_CONFIG_NAME = "synthetic"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "folder: put audio files in <manual_dir>/<label>/<file> (GTZAN layout); csv: put "
-        "manifest.csv (rows path,label[,song_id], paths relative to it) in <manual_dir>; gtzan: "
-        "put the GTZAN download (genres/ or genres_original/) in <manual_dir>. "
-        "Or pass input=... (--input=PATH) instead."
-    )
+    MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_INSTRUCTIONS
 
     def __init__(
         self,
@@ -143,43 +108,34 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         **kwargs: Any,
     ):
         """Args: the build options (see ``python -m shared_data.build --help``; ``stem=S`` is
-        the older spelling of ``stems=(S,)``) and TFDS's own ``data_dir``, ``config``,
-        ``version``, ``file_format`` (default ``array_record``)."""
-        if stem is not None and stems is not None:
-            raise DataError("pass --stems (the stems to store) or --stem (one stem), not both")
-        self._separator_name = separator
-        self._stems_asked = parse_stems((stem,) if stem is not None else stems)
-        self._stems: tuple[str, ...] | None = None
-        self._backend = backend
-        self._separation_precision = separation_precision
-        self._input = Path(input).expanduser() if input is not None else None
-        self._strict = strict
-        self._folds = validate_k(folds)
-        self._fold_method = validate_method(fold_method)
-        self._progress = progress
-        self._beam_argv = tuple(beam_argv)  # non-empty: the per-song stage runs on Beam first
-        self._separator_obj: Any = None
+        the older spelling of ``stems=(S,)``; ``backend`` is the separation backend) and TFDS's
+        own ``data_dir``, ``config``, ``version``, ``file_format`` (default ``array_record``).
+
+        Raises:
+            DataError: a bad option (:func:`shared_data.dataset.settings.resolve_settings`).
+        """
+        kwargs["config"] = config_for(kwargs.get("config") or self.DEFAULT_CONFIG_NAME)
+        kwargs.setdefault("file_format", "array_record")
+        # Resolved before TFDS's own __init__, which asks _info() for the features (the stems).
+        self.settings, self._separator = resolve_settings(
+            kwargs["config"], separator=separator, stems=stems, stem=stem, backend=backend,
+            separation_precision=separation_precision, input=input, strict=strict, folds=folds,
+            fold_method=fold_method, split=split, progress=progress, beam_argv=beam_argv,
+        )  # fmt: skip
         self._download_config: tfds.download.DownloadConfig | None = None
-        self._listed: tuple[list[inputs_lib.SongInput], list[str]] | None = None
+        self._inputs: BuildInputs | None = None
         self._fold_of: dict[str, int] = {}
-        self._partition: split_source.Partition | None = None  # fixed splits: the lists' verdict
+        self._report: dict[str, Any] | None = None
         self.songs_cached = 0  # songs of the last build taken from an earlier build's cache
         self.reused_existing = False
-        kwargs.setdefault("file_format", "array_record")
         super().__init__(**kwargs)
         # TFDS re-creates builders from this when pickling.
         self._original_state.update(
             separator=separator, stems=stems, stem=stem, backend=backend,
             separation_precision=separation_precision, input=input, strict=strict,
             folds=folds, fold_method=fold_method, split=split, progress=progress,
-            beam_argv=self._beam_argv, file_format=kwargs["file_format"],
+            beam_argv=self.settings.beam_argv, file_format=kwargs["file_format"],
         )  # fmt: skip
-        self._split = split_source.resolve_split(split, self.builder_config)
-        if self._input is not None and self.builder_config.source == "synthetic":
-            raise DataError(
-                f"--input is not used by the synthetic config {self.builder_config.name!r}; drop "
-                "it, or use --config=folder|csv|gtzan for your own audio"
-            )
 
     @tfds_utils.classproperty
     @classmethod
@@ -204,7 +160,7 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
     def _log_download_bytes(self) -> None:
         # TFDS prints "Downloading and preparing dataset Unknown size (download: Unknown size,
         # ...)" here, which means nothing for local audio; say what is being built instead.
-        n = len(self._listed[0]) if self._listed else 0
+        n = len(self._inputs.items) if self._inputs else 0
         print(
             f"building {NAME}/{self.builder_config.name} from {n} input files into {self.data_path}"
         )
@@ -229,9 +185,8 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
                 self._check_existing()
                 self.reused_existing = True
                 return
-            # Fail on bad inputs and flags before TFDS starts its folders and messages.
-            self._listed = self._list_inputs()
-            _ = self.stems  # an unknown or unavailable stem fails here
+            # Fail on bad inputs before TFDS starts its folders and messages.
+            self._inputs = build_inputs(self.settings, self._input_root())
             stale = remove_stale_incomplete(Path(self.data_path), self.version)
             if stale:
                 print(
@@ -247,87 +202,31 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator[tuple[str, dict]]]:
         config = self.builder_config
-        items, listed = self._listed or self._list_inputs()
-        separator = self._separator()
-        cache = SongCache(self.cache_dir)
-        if len(cache):
-            print(f"song cache {self.cache_dir}: {len(cache)} entries to reuse", flush=True)
+        inputs = self._inputs or build_inputs(self.settings, self._input_root())
         started = time.monotonic()
-        settings = SongSettings(
-            json_normal(separator.info()), self.stems, config.feature_params, config.seed,
-            config.seconds,
-        )  # fmt: skip
-        fresh = frozenset()
-        if self._beam_argv:
-            require_beam()  # before importing the module that imports apache_beam
-            from shared_data.dataset.beam_stage import run_stage
-
-            spec = StageSpec(
-                self._separator_name, self._backend, settings, str(self.cache_dir),
-                self._separation_precision,
-            )  # fmt: skip
-            fresh = run_stage(items, spec, self._beam_argv)
-        done = process_songs(
-            items, settings, cache, lambda wave: self._featurise(wave, separator),
-            desc=f"{NAME}/{config.name}", progress=self._progress, fresh=fresh,
-        )  # fmt: skip
-        if done.n_cached:
-            print(f"resumed: {done.n_cached} of {len(items)} songs reused from the cache")
-        self.songs_cached = done.n_cached
+        done = self._process(inputs)
         fixed = None
-        if self._partition is not None:
-            fixed = split_source.fixed_splits(done, self._partition, cache, self.stems)
-        labels, dropped = accepted_labels(done.rows, listed)
-        stem_check = presence.summarise(done.rows, self.stems)
-        extra = {
-            "songs_cached": done.n_cached,
-            "seconds": round(time.monotonic() - started, 3),
-            "labels_without_songs": dropped,
-            "stem_presence": stem_check,
+        if inputs.partition is not None:
+            cache = SongCache(self.cache_dir)
+            fixed = split_source.fixed_splits(done, inputs.partition, cache, self.stems)
+        head = report_head(
+            self.settings, dataset=f"{self.name}/{config.name}/{self.version}",
+            dataset_dir=dataset_dir(self.data_dir_root, config.name),
+            input_root=self._input_root(),
+        )  # fmt: skip
+        outcome = settle(
+            done, inputs, self.settings, fixed, head=head, seconds=time.monotonic() - started,
+            cache_report=self.cache_dir / REPORT_NAME,
+        )  # fmt: skip
+        self.info.features["label"].names = outcome.labels
+        write_json(self.report_path, outcome.report)
+        self._report = outcome.report
+        self._fold_of = outcome.fold_of
+        self.info.metadata.update(outcome.metadata)
+        return {
+            split: self._generate_examples(songs, outcome.labels)
+            for split, songs in outcome.splits.items()
         }
-        if config.source == "gtzan":
-            extra.update(split_source.report_sections(self._split, fixed, self._partition, done))
-        head = report_head(self, dataset_dir(self.data_dir_root, config.name))
-        report = build_report(done.rows, done.songs, labels, head=head, extra=extra)
-        _write_json(self.cache_dir / REPORT_NAME, report)
-        refuse_or_warn(
-            done.rows, dropped, stem_check, strict=self._strict, report=self.cache_dir / REPORT_NAME
-        )
-        if fixed is not None:
-            split_source.require_every_split(fixed, self.cache_dir / REPORT_NAME)
-        train = [s for s in done.songs if s.label is not None]
-        test = [s for s in done.songs if s.label is None]
-        if not train:
-            raise DataError(
-                f"no usable labelled songs among {len(done.rows)} input files; see "
-                f"{self.cache_dir / REPORT_NAME} for the reason of each"
-            )
-        self.info.features["label"].names = labels
-        _write_json(self.data_path / REPORT_NAME, report)
-        pairs = [(s.song_id, s.label) for s in done.songs]
-        self._fold_of = song_folds(pairs, self._folds, self._fold_method)
-        if fixed is not None:  # fixed splits: no song has a cross-validation fold
-            self._fold_of = dict.fromkeys(self._fold_of, split_source.NO_FOLD)
-        fields = {
-            "separator": separator.name, "separator_info": settings.separator_info,
-            "backend": self._backend, "stems": list(self.stems),
-            "feature_params": config.feature_params.to_dict(), "folds": self._folds,
-            "fold_method": self._fold_method, "config": config.to_dict(),
-            "settings": self._settings(),
-        }  # fmt: skip
-        if config.source == "gtzan":
-            fields["split"] = self._split
-        if fixed is not None:
-            meta = metadata(done.rows, fixed.songs["train"], [], labels, fixed.stats, fields=fields)
-            self.info.metadata.update({**meta, **fixed.counts()})
-            return {k: self._generate_examples(v, labels) for k, v in fixed.songs.items()}
-        self.info.metadata.update(
-            metadata(done.rows, train, test, labels, done.stats, fields=fields)
-        )
-        splits = {"train": self._generate_examples(train, labels)}
-        if test:
-            splits["test"] = self._generate_examples(test, labels)
-        return splits
 
     def _generate_examples(  # type: ignore[override]
         self, songs: Sequence[Song], labels: Sequence[str]
@@ -368,68 +267,57 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         return Path(self.data_path) / REPORT_NAME
 
     @property
+    def report(self) -> dict[str, Any]:
+        """The build report (see the module docstring): the one this build made, or, for a
+        dataset reused as it was, the one written when it was built."""
+        if self._report is None:
+            self._report = json.loads(self.report_path.read_text())
+        return self._report
+
+    @property
     def stems(self) -> tuple[str, ...]:
-        """The stems this build stores, in the separator's order (``--stems``; default all).
+        """The stems this build stores, in the separator's order (``--stems``; default all)."""
+        return self.settings.stems
 
-        Raises:
-            DataError: a stem the separator does not produce, naming the fix.
-        """
-        if self._stems is None:
-            separator = self._separator()
-            self._stems = resolve_stems(
-                self._stems_asked, separator.stems, separator_name=separator.name
-            )
-        return self._stems
+    def _process(self, inputs: BuildInputs) -> Processed:
+        """Separate, featurise and cache every song not cached yet (on Beam first with
+        ``beam_argv``); the rest come from the cache."""
+        cache = SongCache(self.cache_dir)
+        if len(cache):
+            print(f"song cache {self.cache_dir}: {len(cache)} entries to reuse", flush=True)
+        fresh = frozenset()
+        if self.settings.beam_argv:
+            require_beam()  # before importing the module that imports apache_beam
+            from shared_data.dataset.beam_stage import run_stage
 
-    def _separator(self) -> Any:
-        if self._separator_obj is None:
-            self._separator_obj = get_separator(
-                self._separator_name, self._backend, self._separation_precision
-            )
-        return self._separator_obj
+            spec = self.settings.stage_spec(self.cache_dir)
+            fresh = run_stage(inputs.items, spec, self.settings.beam_argv)
+        done = process_songs(
+            inputs.items, self.settings.song_settings(), cache,
+            lambda wave: self._featurise(wave, self._separator),
+            desc=f"{NAME}/{self.builder_config.name}", progress=self.settings.progress,
+            fresh=fresh,
+        )  # fmt: skip
+        if done.n_cached:
+            print(f"resumed: {done.n_cached} of {len(inputs.items)} songs reused from the cache")
+        self.songs_cached = done.n_cached
+        return done
 
     def _featurise(self, wave: np.ndarray, separator: Any) -> dict[str, np.ndarray]:
         """A whole song ``[2, n]`` @ 44.1 kHz -> its song-cache entry (every stem's mels and
         the levels; :func:`shared_data.dataset.stage.featurise_song`)."""
         return featurise_song(wave, separator, self.builder_config.feature_params)
 
-    def _input_root(self) -> Path:
-        if self._input is not None:
-            return self._input
+    def _input_root(self) -> Path | None:
         manual = getattr(self._download_config, "manual_dir", None)
-        return Path(manual) if manual else Path(self.data_dir_root) / "downloads" / "manual"
-
-    def _list_inputs(self) -> tuple[list[inputs_lib.SongInput], list[str]]:
-        config = self.builder_config
-        root = None if config.source == "synthetic" else self._input_root()
-        if root is not None and self._input is None and not root.exists():
-            raise DataError(
-                f"config {config.name!r} needs audio: pass --input=PATH, or put the files in "
-                f"TFDS's manual_dir {root} ({self.MANUAL_DOWNLOAD_INSTRUCTIONS})"
-            )
-        items, labels = list_inputs(config, root)
-        if self._split == "fault_filtered":
-            self._partition = split_source.partition(items, gtzan.fault_filtered_lists())
-            items = self._partition.items
-        return items, labels
-
-    def _settings(self) -> dict[str, Any]:
-        separator = self._separator()
-        settings = {
-            "config": self.builder_config.to_dict(),
-            "separator": separator.name,
-            "separator_info": separator.info(),
-            "stems": list(self.stems),
-            "folds": self._folds,
-            "fold_method": self._fold_method,
-        }
-        if self.builder_config.source == "gtzan":  # other configs' settings stay as they were
-            settings["split"] = self._split
-        return json_normal(settings)
+        return input_root(self.settings, self.data_dir_root, manual)
 
     def _check_existing(self) -> None:
         """Refuse to reuse a dataset built with other settings or from other input files."""
-        check_existing(self, dict(self.info.metadata))
+        stored = dict(self.info.metadata)
+        check_settings(self.settings, stored, Path(self.data_path))
+        inputs = build_inputs(self.settings, self._input_root())
+        check_inputs(self.settings, stored, inputs.items, Path(self.data_path))
 
 
 def build_dataset(
@@ -439,7 +327,9 @@ def build_dataset(
     overwrite: bool = False,
     **options: Any,
 ) -> VocalMels:
-    """Build (or reuse) ``vocal_mels/<config>`` under ``data_dir`` and return its builder.
+    """Build (or reuse) ``vocal_mels/<config>`` under ``data_dir`` and return its builder; its
+    :attr:`VocalMels.report` is the build report, :attr:`VocalMels.reused_existing` says whether
+    the dataset was there already.
 
     ``options``: the build options of :class:`VocalMels` (``separator``, ``stems`` (or one
     ``stem``), ``backend``, ``separation_precision``, ``input``, ``strict``, ``folds``,

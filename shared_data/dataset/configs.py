@@ -27,7 +27,8 @@ from the published lists instead, and no folds (:mod:`shared_data.dataset.split_
 Metadata (``metadata.json`` beside the records, a TFDS ``MetadataDict``; :data:`METADATA_KEYS`):
 ``stems`` (the built stems), ``mel_stats`` (``{stem: {"mean", "std"}}``, over every value of every
 train clip of that stem), ``separator`` (name), ``separator_info`` (its ``info()``: weights
-checksums, ...), ``backend``,
+checksums, ...), ``separation_backend`` (``--backend`` as asked; metadata format 1 called it
+``backend``, read by :func:`separation_backend_of`),
 ``feature_params`` (``FeatureParams.to_dict()``), ``checksums`` ({input path: SHA-256}),
 ``label_names``, ``folds`` (K), ``fold_method``, ``num_songs``/``num_clips`` per split,
 ``files_seen``/``files_ok``/``files_rejected``, ``config`` (the config's fields) and ``settings``
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -64,13 +65,14 @@ MIX_LEVEL_KEY = "mix_dbfs"
 UNLABELLED = -1
 REPORT_NAME = "build_report.json"
 SEPARATION_SR = 44100
-METADATA_FORMAT = 1
+# 2: the separation backend is ``separation_backend`` (format 1: ``backend``).
+METADATA_FORMAT = 2
 METADATA_KEYS = (
     "stems",
     "mel_stats",
     "separator",
     "separator_info",
-    "backend",
+    "separation_backend",
     "feature_params",
     "checksums",
     "label_names",
@@ -85,6 +87,11 @@ METADATA_KEYS = (
     "settings",
 )
 SOURCES = ("synthetic", "folder", "csv", "gtzan")
+#: The metadata and report key of the separation backend as asked (``--backend``), apart from the
+#: training backend of a run's ``recipe.json``.
+SEPARATION_BACKEND_KEY = "separation_backend"
+#: Its name in datasets and reports written before it had its own (read, never written).
+OLD_SEPARATION_BACKEND_KEY = "backend"
 
 
 @dataclasses.dataclass(eq=False)
@@ -199,6 +206,13 @@ def config_for(config: str | VocalMelsConfig) -> VocalMelsConfig:
         if c.name == config:
             return c
     raise DataError(f"unknown config {config!r}; choose one of --config={'|'.join(CONFIG_NAMES)}")
+
+
+def separation_backend_of(stored: Mapping[str, Any]) -> str | None:
+    """The separation backend recorded in a dataset's metadata or build report: its
+    ``separation_backend``, else (written before the rename) its ``backend``; None when neither."""
+    value = stored.get(SEPARATION_BACKEND_KEY, stored.get(OLD_SEPARATION_BACKEND_KEY))
+    return None if value is None else str(value)
 
 
 def json_normal(value: Any) -> Any:

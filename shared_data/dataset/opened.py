@@ -17,6 +17,7 @@ from shared_data.dataset.configs import (
     NAME,
     OLDER_VERSIONS,
     REPORT_NAME,
+    separation_backend_of,
 )
 from shared_data.dataset.records import RecordSource
 from shared_data.errors import DataError
@@ -108,6 +109,12 @@ class OpenedDataset:
     def metadata(self) -> dict[str, Any]:
         """The build metadata (keys: ``METADATA_KEYS`` of :mod:`shared_data.dataset.configs`)."""
         return dict(self.builder.info.metadata)
+
+    @property
+    def separation_backend(self) -> str | None:
+        """``--backend`` of the build (the Spleeter port as asked: ``auto``, ``jax`` or
+        ``torch``), from older metadata too; None when not recorded."""
+        return separation_backend_of(self.metadata)
 
     @property
     def report_path(self) -> Path:

@@ -7,16 +7,22 @@ label) but has no accepted song is left out of the label set and named in the re
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared_data.dataset.configs import METADATA_FORMAT, REPORT_NAME, json_normal
+from shared_data.dataset.configs import (
+    METADATA_FORMAT,
+    REPORT_NAME,
+    SEPARATION_BACKEND_KEY,
+    json_normal,
+)
+from shared_data.dataset.settings import BuildSettings
 from shared_data.dataset.songs import MelStats, Song
 from shared_data.errors import DataError
-from shared_data.separation.registry import describe_separator
 
 
 def accepted_labels(
@@ -71,8 +77,9 @@ def metadata(
     fields: dict[str, Any],
 ) -> dict[str, Any]:
     """The dataset metadata (``METADATA_KEYS``): statistics (per stem of ``stats``) and counts
-    from the build, plus ``fields`` (separator, backend, stems, feature params, folds, fold
-    method, config, settings), stored as they read back from JSON."""
+    from the build, plus ``fields`` (:meth:`BuildSettings.metadata_fields`: separator,
+    separation backend, stems, feature params, folds, fold method, config, settings), stored as
+    they read back from JSON."""
     n_ok = sum(r["status"] == "ok" for r in rows)
     return {
         "format": METADATA_FORMAT,
@@ -92,24 +99,33 @@ def metadata(
     }
 
 
-def report_head(builder: Any, dataset_path: Path) -> dict[str, Any]:
-    """The first fields of the report of ``builder`` (a ``VocalMels``): ``backend`` and
-    ``separation_precision`` as asked, ``separation`` what they resolved to and why."""
-    synthetic = builder.builder_config.source == "synthetic"
-    separator = builder._separator()
+def report_head(
+    settings: BuildSettings, *, dataset: str, dataset_dir: Path, input_root: Path | None
+) -> dict[str, Any]:
+    """The first fields of the report of a build of ``settings`` into ``dataset_dir``
+    (``dataset``: ``vocal_mels/<config>/<version>``; ``input_root``: None for synthetic):
+    ``separation_backend`` and ``separation_precision`` as asked, ``separation`` what they
+    resolved to and why."""
     return {
-        "dataset": f"{builder.name}/{builder.builder_config.name}/{builder.version}",
-        "dataset_dir": os.fspath(dataset_path),
-        "input": None if synthetic else os.fspath(builder._input_root()),
-        "separator": separator.name,
-        "separation": describe_separator(separator),
-        "backend": builder._backend,
-        "separation_precision": builder._separation_precision,
-        "stems": list(builder.stems),
-        "folds": builder._folds,
-        "fold_method": builder._fold_method,
-        "strict": builder._strict,
+        "dataset": dataset,
+        "dataset_dir": os.fspath(dataset_dir),
+        "input": None if input_root is None else os.fspath(input_root),
+        "separator": settings.separator,
+        "separation": settings.separation,
+        SEPARATION_BACKEND_KEY: settings.separation_backend,
+        "separation_precision": settings.separation_precision,
+        "stems": list(settings.stems),
+        "folds": settings.folds,
+        "fold_method": settings.fold_method,
+        "strict": settings.strict,
     }
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
 
 
 def _files(n: int) -> str:

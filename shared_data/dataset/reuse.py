@@ -4,39 +4,68 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from shared_data.dataset import inputs as inputs_lib
 from shared_data.dataset.configs import NAME
+from shared_data.dataset.settings import BuildSettings
 from shared_data.errors import AudioError, DataError
 
+_FIX = "pass --overwrite to rebuild it, or choose another --data_dir"
 
-def check_existing(builder: Any, stored: dict[str, Any]) -> None:
-    """Refuse to reuse the dataset of ``builder`` (a ``VocalMels``) whose metadata is ``stored``
-    when it was built with other settings or, for folder/csv, from other input files.
+
+def check_settings(settings: BuildSettings, stored: Mapping[str, Any], data_path: Path) -> None:
+    """Refuse to reuse the dataset at ``data_path`` (metadata ``stored``) for a build of
+    ``settings`` when it was built with other settings (:meth:`BuildSettings.to_dict`).
 
     Raises:
-        DataError: naming what differs and the fix (``--overwrite`` or another ``--data_dir``).
+        DataError: naming each setting that differs and the fix (the ``--backend`` and
+            ``--separation_precision`` that rebuild the same separation, ``--overwrite`` or
+            another ``--data_dir``).
     """
-    where = f"{NAME}/{builder.builder_config.name} at {builder.data_path}"
-    fix = "pass --overwrite to rebuild it, or choose another --data_dir"
-    old, new = stored.get("settings"), builder._settings()
-    if old != new:
-        old = old or {}
-        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        diffs = "; ".join(_differences(k, old.get(k), new.get(k)) for k in keys)
-        built = separation_flags(old.get("separator_info"), new.get("separator_info"))
-        if built:
-            fix = f"pass {built} to reuse it, --overwrite to rebuild it, or another --data_dir"
-        raise DataError(f"{where} was built with different settings ({diffs}); {fix}")
-    items, _ = builder._list_inputs()
+    old, new = stored.get("settings"), settings.to_dict()
+    if old == new:
+        return
+    old = old or {}
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    diffs = "; ".join(_differences(k, old.get(k), new.get(k)) for k in keys)
+    built = separation_flags(old.get("separator_info"), new.get("separator_info"))
+    fix = (
+        f"pass {built} to reuse it, --overwrite to rebuild it, or another --data_dir"
+        if built
+        else _FIX
+    )
+    raise DataError(
+        f"{_where(settings, data_path)} was built with different settings ({diffs}); {fix}"
+    )
+
+
+def _where(settings: BuildSettings, data_path: Path) -> str:
+    return f"{NAME}/{settings.config.name} at {data_path}"
+
+
+def check_inputs(
+    settings: BuildSettings,
+    stored: Mapping[str, Any],
+    items: Sequence[inputs_lib.SongInput],
+    data_path: Path,
+) -> None:
+    """Refuse to reuse the dataset at ``data_path`` (metadata ``stored``) when the songs a build
+    of ``settings`` lists now (``items``) are not those it was built from: for folder/csv/gtzan
+    their checksums, for a synthetic config the generator's first song.
+
+    Raises:
+        DataError: naming the files added, removed or changed (or the generator's change) and
+            the fix.
+    """
+    config, where, fix = settings.config, _where(settings, data_path), _FIX
     before = stored.get("checksums", {})
-    if builder.builder_config.source == "synthetic":
+    if config.source == "synthetic":
         # The corpus is defined by the config, but by the generator's code too: regenerating
         # one song (well under a second) catches a changed generator.
-        config, first = builder.builder_config, items[0]
+        first = items[0]
         song = inputs_lib.read_song(
             first, params=config.feature_params, seed=config.seed, seconds=config.seconds
         )

@@ -101,10 +101,8 @@ def open_members_dataset(
     Raises:
         MemberError: a mismatch, naming the field and both values.
     """
-    from shared_data.dataset.builder import (
-        open_dataset,  # TFDS: only for the CLIs that read datasets
-    )
     from shared_data.dataset.features import FeatureParams
+    from shared_data.dataset.opened import open_dataset  # TFDS: only for the CLIs that read it
 
     first = predictors[0].info
     opened = open_dataset(data_dir or first.data_dir, dataset or first.dataset)

@@ -134,7 +134,7 @@ def _dataset_of(run_dir: Path, recipe: Mapping[str, Any], run: Mapping[str, Any]
     stored = run.get(DATASET_KEY)
     if isinstance(stored, Mapping) and "label_names" in stored:
         return dict(stored)
-    from shared_data.dataset.builder import open_dataset  # TFDS import only on this fallback path
+    from shared_data.dataset.opened import open_dataset  # TFDS import only on this fallback path
 
     try:
         from shared_data.dataset.stems import resolve_stem

@@ -34,9 +34,9 @@ def open_or_build_dataset(
     In a multi-process run the main process (``is_main``) builds while the others wait in
     ``barrier()`` (every process calls it), then all open the same dataset.
     """
-    from shared_data.dataset.builder import build_command, build_dataset
+    from shared_data.dataset.builder import build_dataset
     from shared_data.dataset.configs import SYNTHETIC_CONFIGS
-    from shared_data.dataset.opened import open_dataset
+    from shared_data.dataset.opened import build_command, open_dataset
 
     try:
         return open_dataset(recipe.data_dir, recipe.dataset)

@@ -40,7 +40,9 @@ from unittest import mock
 
 import pytest
 
-from shared_data.dataset.builder import VocalMelsConfig, build_dataset, open_dataset
+from shared_data.dataset.builder import build_dataset
+from shared_data.dataset.configs import VocalMelsConfig
+from shared_data.dataset.opened import open_dataset
 from shared_data.training.recipe import Recipe
 
 HELDOUT = VocalMelsConfig(

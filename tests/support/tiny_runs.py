@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from shared_data.dataset import splits
-from shared_data.dataset.builder import VocalMelsConfig, build_dataset, open_dataset
+from shared_data.dataset.builder import build_dataset
+from shared_data.dataset.configs import VocalMelsConfig
 from shared_data.dataset.features import FeatureParams
+from shared_data.dataset.opened import open_dataset
 from shared_data.training.recipe import Recipe
 
 BATCH = 4

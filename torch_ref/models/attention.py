@@ -29,7 +29,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from torch_ref.models.registry import register_model
-from torch_ref.models.resnet import _seed_resnet
+from torch_ref.models.resnet import resnet_with_report_stem
 
 REDUCTION = 16
 SPATIAL_KERNEL = 7
@@ -99,4 +99,4 @@ def _cbam_resnet18_builder(*, weights: None = None, num_classes: int) -> ResNet:
 @register_model("cbam_resnet18")
 def cbam_resnet18(num_classes: int, in_chans: int = 1) -> ResNet:
     """ResNet-18 with CBAM in every block and the reference report's stem; logits ``[B, C]``."""
-    return _seed_resnet(_cbam_resnet18_builder, "cbam_resnet18", num_classes, in_chans)
+    return resnet_with_report_stem(_cbam_resnet18_builder, "cbam_resnet18", num_classes, in_chans)

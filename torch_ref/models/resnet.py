@@ -17,7 +17,7 @@ from torch_ref.models.layers import add_input_check, stem_conv
 from torch_ref.models.registry import register_model
 
 
-def _seed_resnet(
+def resnet_with_report_stem(
     builder: Callable[..., torchvision.models.ResNet], name: str, num_classes: int, in_chans: int
 ) -> torchvision.models.ResNet:
     """torchvision's ``builder`` (no weights) with the reference report's stem.
@@ -33,13 +33,13 @@ def _seed_resnet(
 @register_model("resnet18")
 def resnet18(num_classes: int, in_chans: int = 1) -> torchvision.models.ResNet:
     """ResNet-18 (BasicBlock, [2, 2, 2, 2]) with the reference report's stem; logits ``[B, C]``."""
-    return _seed_resnet(torchvision.models.resnet18, "resnet18", num_classes, in_chans)
+    return resnet_with_report_stem(torchvision.models.resnet18, "resnet18", num_classes, in_chans)
 
 
 @register_model("resnext50_32x4d")
 def resnext50_32x4d(num_classes: int, in_chans: int = 1) -> torchvision.models.ResNet:
     """ResNeXt-50 32x4d (Bottleneck, [3, 4, 6, 3], groups 32, width 4), the report's stem."""
-    return _seed_resnet(
+    return resnet_with_report_stem(
         torchvision.models.resnext50_32x4d, "resnext50_32x4d", num_classes, in_chans
     )
 
@@ -47,6 +47,6 @@ def resnext50_32x4d(num_classes: int, in_chans: int = 1) -> torchvision.models.R
 @register_model("resnext101_32x8d")
 def resnext101_32x8d(num_classes: int, in_chans: int = 1) -> torchvision.models.ResNet:
     """ResNeXt-101 32x8d (Bottleneck, [3, 4, 23, 3], groups 32, width 8), the report's stem."""
-    return _seed_resnet(
+    return resnet_with_report_stem(
         torchvision.models.resnext101_32x8d, "resnext101_32x8d", num_classes, in_chans
     )
