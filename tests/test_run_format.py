@@ -46,9 +46,9 @@ def test_every_old_checkpoint_format_is_a_fixture():
 def test_old_checkpoint_metas_read_to_the_same_run_state(state, name):
     epoch, step, global_step, sums, best_acc, best_epoch = STATES[state]
     meta = CheckpointMeta.from_dict(_fixture(name))
-    assert (meta.next_epoch, meta.next_step, meta.global_step) == (epoch, step, global_step)
-    assert meta.epoch_sums.to_dict() == pytest.approx(sums.to_dict(), rel=1e-12)
-    assert (meta.best_val_acc, meta.best_epoch) == (best_acc, best_epoch)  # -1: None
+    assert (meta.run.epoch, meta.run.step, meta.run.global_step) == (epoch, step, global_step)
+    assert meta.run.sums.to_dict() == pytest.approx(sums.to_dict(), rel=1e-12)
+    assert (meta.run.best_val_acc, meta.run.best_epoch) == (best_acc, best_epoch)  # -1: None
     assert meta.recipe == _fixture(f"checkpoint_meta_jax_{state}.json")["recipe"]
     position = meta.position()
     assert (position.epoch, position.step, position.global_step) == (epoch, step, global_step)
@@ -68,7 +68,7 @@ def test_checkpoint_meta_round_trips_a_run_position():
     back = CheckpointMeta.from_dict(json.loads(json.dumps(meta.to_dict()))).position()
     assert back == position and back.sums is not position.sums  # a copy: the loop mutates it
     position.sums.add(1.0, 1.0, 4.0)
-    assert meta.epoch_sums == EpochSums(3.0, 2.5, 4.0)  # the meta kept the sums of its time
+    assert meta.run.sums == EpochSums(3.0, 2.5, 4.0)  # the meta kept the sums of its time
 
 
 @pytest.mark.parametrize("drop", ["global_step", "recipe", "epoch_sums"])

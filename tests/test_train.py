@@ -77,9 +77,9 @@ def test_one_run_format(full_run, tiny, backend):
     ckpts.close()
     state = CheckpointMeta.from_dict(meta)
     assert set(meta) == set(state.to_dict())  # the current keys, nothing else
-    assert (state.next_epoch, state.next_step, state.global_step) == (2, 0, 2 * spe)
+    assert (state.run.epoch, state.run.step, state.run.global_step) == (2, 0, 2 * spe)
     best = (summary["best_val_acc"], summary["best_epoch"])
-    assert (state.best_val_acc, state.best_epoch) == best
+    assert (state.run.best_val_acc, state.run.best_epoch) == best
 
     run_info = read_run_info(workdir)
     fields = run_info.fields

@@ -97,52 +97,33 @@ class RunPosition:
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointMeta:
-    """A checkpoint's meta: the run continues at step ``next_step`` of epoch ``next_epoch``
-    (0-based) after ``global_step`` optimizer steps; ``epoch_sums``: that epoch's sums so far;
-    ``best_val_acc``/``best_epoch``: the best validation so far (None before the first one);
-    ``recipe``: the recipe that wrote it (``Recipe.to_dict()``, compared on resume)."""
+    """A checkpoint's meta: ``run``, the :class:`RunPosition` the run continues from (a copy
+    taken when the checkpoint was written: the loop goes on mutating its own), and ``recipe``,
+    the recipe that wrote it (``Recipe.to_dict()``, compared on resume). :meth:`to_dict` names
+    the position's fields as the module docstring shows (``next_epoch`` is ``run.epoch``, ...)."""
 
-    next_epoch: int
-    next_step: int
-    global_step: int
-    epoch_sums: EpochSums
-    best_val_acc: float | None
-    best_epoch: int | None
+    run: RunPosition
     recipe: dict[str, Any]
 
     @classmethod
     def at(cls, position: RunPosition, recipe: Any) -> CheckpointMeta:
         """The meta of a checkpoint from which the run continues at ``position``."""
-        return cls(
-            next_epoch=position.epoch,
-            next_step=position.step,
-            global_step=position.global_step,
-            epoch_sums=dataclasses.replace(position.sums),
-            best_val_acc=position.best_val_acc,
-            best_epoch=position.best_epoch,
-            recipe=recipe.to_dict(),
-        )
+        return cls(run=_copy(position), recipe=recipe.to_dict())
 
     def position(self) -> RunPosition:
         """The :class:`RunPosition` the run continues from (a fresh copy)."""
-        return RunPosition(
-            epoch=self.next_epoch,
-            step=self.next_step,
-            global_step=self.global_step,
-            sums=dataclasses.replace(self.epoch_sums),
-            best_val_acc=self.best_val_acc,
-            best_epoch=self.best_epoch,
-        )
+        return _copy(self.run)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able meta both backends write (the keys of the module docstring)."""
+        run = self.run
         return {
-            "next_epoch": self.next_epoch,
-            "next_step": self.next_step,
-            "global_step": self.global_step,
-            "epoch_sums": self.epoch_sums.to_dict(),
-            "best_val_acc": self.best_val_acc,
-            "best_epoch": self.best_epoch,
+            "next_epoch": run.epoch,
+            "next_step": run.step,
+            "global_step": run.global_step,
+            "epoch_sums": run.sums.to_dict(),
+            "best_val_acc": run.best_val_acc,
+            "best_epoch": run.best_epoch,
             "recipe": dict(self.recipe),
         }
 
@@ -159,20 +140,25 @@ class CheckpointMeta:
         try:
             current = _current_format(meta)
             best = current["best_val_acc"]
-            return cls(
-                next_epoch=int(current["next_epoch"]),
-                next_step=int(current["next_step"]),
+            run = RunPosition(
+                epoch=int(current["next_epoch"]),
+                step=int(current["next_step"]),
                 global_step=int(current["global_step"]),
-                epoch_sums=EpochSums.from_dict(current["epoch_sums"]),
+                sums=EpochSums.from_dict(current["epoch_sums"]),
                 best_val_acc=None if best is None else float(best),
                 best_epoch=None if best is None else int(current["best_epoch"]),
-                recipe=dict(current["recipe"]),
             )
+            return cls(run=run, recipe=dict(current["recipe"]))
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(
                 f"{where} holds no readable run state ({type(err).__name__}: {err}); it was not "
                 "written by this project's training: pass another --workdir"
             ) from err
+
+
+def _copy(position: RunPosition) -> RunPosition:
+    """``position`` with sums of its own (a RunPosition's sums are mutated in place)."""
+    return dataclasses.replace(position, sums=dataclasses.replace(position.sums))
 
 
 def _current_format(meta: Mapping[str, Any]) -> dict[str, Any]:
