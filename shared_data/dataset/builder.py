@@ -204,10 +204,10 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         config = self.builder_config
         inputs = self._inputs or build_inputs(self.settings, self._input_root())
         started = time.monotonic()
-        done = self._process(inputs)
+        cache = SongCache(self.cache_dir)
+        done = self._process(inputs, cache)
         fixed = None
         if inputs.partition is not None:
-            cache = SongCache(self.cache_dir)
             fixed = split_source.fixed_splits(done, inputs.partition, cache, self.stems)
         head = report_head(
             self.settings, dataset=f"{self.name}/{config.name}/{self.version}",
@@ -279,10 +279,9 @@ class VocalMels(tfds.core.GeneratorBasedBuilder):
         """The stems this build stores, in the separator's order (``--stems``; default all)."""
         return self.settings.stems
 
-    def _process(self, inputs: BuildInputs) -> Processed:
-        """Separate, featurise and cache every song not cached yet (on Beam first with
-        ``beam_argv``); the rest come from the cache."""
-        cache = SongCache(self.cache_dir)
+    def _process(self, inputs: BuildInputs, cache: SongCache) -> Processed:
+        """Separate, featurise and put in ``cache`` every song not cached yet (on Beam first
+        with ``beam_argv``); the rest come from ``cache``."""
         if len(cache):
             print(f"song cache {self.cache_dir}: {len(cache)} entries to reuse", flush=True)
         fresh = frozenset()
